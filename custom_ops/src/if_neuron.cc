@@ -1,0 +1,303 @@
+// CPU kernel of IFNeuron; semantics in if_neuron.h.
+#include "if_neuron.h"
+
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <sstream>
+#include <stdexcept>
+
+namespace onnx2snn {
+namespace {
+
+// Below this many element-steps (T*M) one thread is faster than dispatching.
+constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << '[';
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << ']';
+  return os.str();
+}
+
+int64_t Product(std::vector<int64_t>::const_iterator first,
+                std::vector<int64_t>::const_iterator last) {
+  int64_t n = 1;
+  for (; first != last; ++first) n *= *first;
+  return n;
+}
+
+// One time step over n contiguous elements, in exactly the float32 sequence of
+// the reference: v = v + x; s = v >= theta; y = s ? theta : 0; v = s ? v - theta : v.
+// The selects have no branch, so the loops vectorise; for the subtraction that
+// needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta in
+// every lane and keep it only where s. It changes no result, only FP-exception flags.
+void StepSubtract(const float* __restrict x, float* __restrict y, float* __restrict v,
+                  const float* __restrict th, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float vi = v[i] + x[i];
+    const bool s = vi >= th[i];
+    y[i] = s ? th[i] : 0.0f;
+    v[i] = s ? vi - th[i] : vi;
+  }
+}
+
+void StepZero(const float* __restrict x, float* __restrict y, float* __restrict v,
+              const float* __restrict th, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float vi = v[i] + x[i];
+    const bool s = vi >= th[i];
+    y[i] = s ? th[i] : 0.0f;
+    v[i] = s ? 0.0f : vi;
+  }
+}
+
+// th[i] = theta of the channel of element begin+i (channel = (e / S) % C).
+void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th) {
+  if (!p.per_channel) {
+    std::fill(th, th + n, p.threshold[0]);
+    return;
+  }
+  int64_t r = begin % p.inner;
+  int64_t c = (begin / p.inner) % p.channels;
+  for (int64_t i = 0; i < n; ++i) {
+    th[i] = p.threshold[c];
+    if (++r == p.inner) {
+      r = 0;
+      if (++c == p.channels) c = 0;
+    }
+  }
+}
+
+// v[i] = v_init broadcast to the step shape, at element begin+i.
+void FillVInit(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
+  if (p.v_init == nullptr) {
+    std::fill(v, v + n, 0.0f);
+  } else if (p.v_init_size == 1) {
+    std::fill(v, v + n, p.v_init[0]);
+  } else if (p.v_init_size == p.step_size) {  // same element count: no broadcast
+    std::memcpy(v, p.v_init + begin, static_cast<size_t>(n) * sizeof(float));
+  } else {  // general broadcast: walk the multi-index of the step shape
+    const size_t rank = p.step_dims.size();  // <= kIFNeuronMaxRank, checked in Compute
+    int64_t index[kIFNeuronMaxRank];
+    int64_t rest = begin;
+    int64_t offset = 0;
+    for (size_t d = rank; d-- > 0;) {
+      index[d] = rest % p.step_dims[d];
+      rest /= p.step_dims[d];
+      offset += index[d] * p.v_init_strides[d];
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      v[i] = p.v_init[offset];
+      for (size_t d = rank; d-- > 0;) {  // odometer increment
+        offset += p.v_init_strides[d];
+        if (++index[d] < p.step_dims[d]) break;
+        offset -= index[d] * p.v_init_strides[d];
+        index[d] = 0;
+      }
+    }
+  }
+}
+
+void RunBlockTask(void* problem, size_t block) {
+  IFNeuronRunBlock(*static_cast<const IFNeuronProblem*>(problem),
+                   static_cast<int64_t>(block));
+}
+
+}  // namespace
+
+void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
+  alignas(64) float v[kIFNeuronBlock];
+  alignas(64) float th[kIFNeuronBlock];
+  const int64_t begin = block * kIFNeuronBlock;
+  const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
+  FillThreshold(p, begin, n, th);
+  FillVInit(p, begin, n, v);
+  for (int64_t t = 0; t < p.timesteps; ++t) {
+    const float* x = p.x + t * p.step_size + begin;
+    float* y = p.y + t * p.step_size + begin;
+    if (p.reset == ResetMode::kSubtract) {
+      StepSubtract(x, y, v, th, n);
+    } else {
+      StepZero(x, y, v, th, n);
+    }
+  }
+}
+
+std::string IFNeuronKernel::Where() const {
+  return "IFNeuron node '" + node_name_ + "'";
+}
+
+void IFNeuronKernel::Compute(OrtKernelContext* context) const {
+  Ort::KernelContext ctx(context);
+  auto fail = [this](const std::string& what) {
+    throw std::invalid_argument(Where() + ": " + what);
+  };
+
+  const Ort::ConstValue x_value = ctx.GetInput(0);
+  const std::vector<int64_t> x_shape = x_value.GetTensorTypeAndShapeInfo().GetShape();
+  if (x_shape.size() < 2) {
+    fail("input X must have rank >= 2 ([T*N, C, ...]), got shape " + ShapeString(x_shape));
+  }
+  const int64_t T = timesteps_;
+  if (x_shape[0] % T != 0) {
+    fail("X.shape[0] = " + std::to_string(x_shape[0]) + " is not divisible by timesteps = " +
+         std::to_string(T) + " (X must be [T*N, C, ...], time-major); X shape " +
+         ShapeString(x_shape));
+  }
+  std::vector<int64_t> step_dims(x_shape);  // one step: [N, C, ...]
+  step_dims[0] = x_shape[0] / T;
+  const int64_t C = x_shape[1];
+
+  IFNeuronProblem p;
+  p.timesteps = T;
+  p.channels = C;
+  p.inner = Product(x_shape.begin() + 2, x_shape.end());
+  p.step_size = Product(step_dims.begin(), step_dims.end());
+  p.reset = reset_;
+
+  const Ort::ConstValue th_value = ctx.GetInput(1);
+  const std::vector<int64_t> th_shape = th_value.GetTensorTypeAndShapeInfo().GetShape();
+  if (th_shape.empty() || (th_shape.size() == 1 && th_shape[0] == 1)) {
+    p.per_channel = false;
+  } else if (th_shape.size() == 1 && th_shape[0] == C) {
+    p.per_channel = true;
+  } else {
+    fail("threshold must have shape [], [1] or [C] with C = X.shape[1] = " + std::to_string(C) +
+         ", got " + ShapeString(th_shape));
+  }
+  p.threshold = th_value.GetTensorData<float>();
+
+  if (ctx.GetInputCount() > 2) {
+    const Ort::ConstValue v0_value = ctx.GetInput(2);
+    if (v0_value != nullptr) {
+      const std::vector<int64_t> v0_shape = v0_value.GetTensorTypeAndShapeInfo().GetShape();
+      const size_t rank = step_dims.size();
+      bool ok = v0_shape.size() <= rank;
+      if (rank > kIFNeuronMaxRank) {
+        fail("v_init is only supported for X of rank <= " + std::to_string(kIFNeuronMaxRank) +
+             ", got shape " + ShapeString(x_shape));
+      }
+      p.v_init_strides.assign(rank, 0);
+      int64_t stride = 1;
+      for (size_t k = 1; ok && k <= v0_shape.size(); ++k) {  // right-aligned, numpy rules
+        const int64_t vd = v0_shape[v0_shape.size() - k];
+        const int64_t sd = step_dims[rank - k];
+        if (vd == sd) {
+          p.v_init_strides[rank - k] = vd == 1 ? 0 : stride;
+        } else if (vd != 1) {
+          ok = false;
+        }
+        stride *= vd;
+      }
+      if (!ok) {
+        fail("v_init of shape " + ShapeString(v0_shape) +
+             " is not broadcastable to one time step " + ShapeString(step_dims) +
+             " (X shape " + ShapeString(x_shape) + ", timesteps " + std::to_string(T) + ")");
+      }
+      p.v_init = v0_value.GetTensorData<float>();
+      p.v_init_size = Product(v0_shape.begin(), v0_shape.end());
+      p.step_dims = step_dims;
+    }
+  }
+
+  Ort::UnownedValue y_value = ctx.GetOutput(0, x_shape);
+  if (p.step_size == 0) return;  // empty tensor: nothing to compute
+  p.x = x_value.GetTensorData<float>();
+  p.y = y_value.GetTensorMutableData<float>();
+
+  const int64_t blocks = IFNeuronBlockCount(p);
+  if (blocks > 1 && p.step_size * T >= kMinParallelWork) {
+    // Intra-op thread pool of the session; runs inline when it has one thread.
+    OrtStatus* status = Ort::GetApi().KernelContext_ParallelFor(
+        context, RunBlockTask, static_cast<size_t>(blocks), 0, &p);
+    if (status == nullptr) return;
+    Ort::GetApi().ReleaseStatus(status);  // no pool available: do it here
+  }
+  for (int64_t b = 0; b < blocks; ++b) IFNeuronRunBlock(p, b);
+}
+
+OrtStatusPtr IFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
+  try {
+    Compute(context);
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (Where() + ": " + e.what()).c_str());
+  } catch (const std::invalid_argument& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (Where() + ": " + e.what()).c_str());
+  }
+}
+
+OrtStatusPtr IFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
+                                        void** op_kernel) const {
+  *op_kernel = nullptr;
+  std::string node_name;
+  size_t size = 0;
+  if (api.KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
+    node_name.resize(size);
+    if (OrtStatus* st = api.KernelInfo_GetNodeName(info, &node_name[0], &size)) {
+      api.ReleaseStatus(st);
+      size = 1;
+    }
+    node_name.resize(size - 1);  // drop the '\0'
+  }
+  const std::string where = "IFNeuron node '" + node_name + "'";
+  auto error = [&](const std::string& what, OrtStatus* cause) {
+    std::string msg = where + ": " + what;
+    if (cause != nullptr) {
+      msg += std::string(" (") + api.GetErrorMessage(cause) + ")";
+      api.ReleaseStatus(cause);
+    }
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str());
+  };
+
+  int64_t timesteps = 0;
+  if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, "timesteps", &timesteps)) {
+    return error("required int attribute 'timesteps' is missing or not an int", st);
+  }
+  if (timesteps < 1) {
+    return error("attribute 'timesteps' must be >= 1, got " + std::to_string(timesteps), nullptr);
+  }
+
+  ResetMode reset = ResetMode::kSubtract;
+  size = 0;
+  if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, "reset", nullptr, &size)) {
+    api.ReleaseStatus(st);  // absent (default "subtract") or not a string
+    int64_t as_int = 0;
+    float as_float = 0.0f;
+    OrtStatus* st_int = api.KernelInfoGetAttribute_int64(info, "reset", &as_int);
+    OrtStatus* st_float = api.KernelInfoGetAttribute_float(info, "reset", &as_float);
+    const bool present = st_int == nullptr || st_float == nullptr;
+    if (st_int != nullptr) api.ReleaseStatus(st_int);
+    if (st_float != nullptr) api.ReleaseStatus(st_float);
+    if (present) {
+      return error("attribute 'reset' must be the string \"subtract\" or \"zero\"", nullptr);
+    }
+  } else {
+    std::string value(size, '\0');
+    if (OrtStatus* st2 = api.KernelInfoGetAttribute_string(info, "reset", &value[0], &size)) {
+      return error("cannot read attribute 'reset'", st2);
+    }
+    value.resize(size > 0 ? size - 1 : 0);
+    if (value == "subtract") {
+      reset = ResetMode::kSubtract;
+    } else if (value == "zero") {
+      reset = ResetMode::kZero;
+    } else {
+      return error("attribute 'reset' must be \"subtract\" or \"zero\", got \"" + value + "\"",
+                   nullptr);
+    }
+  }
+
+  try {
+    *op_kernel = new IFNeuronKernel(timesteps, reset, node_name);
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
+  }
+  return nullptr;
+}
+
+}  // namespace onnx2snn

@@ -1,0 +1,100 @@
+// IFNeuron (domain "onnx2snn", version 1): integrate-and-fire neurons over T
+// time steps folded into the batch axis, time-major.
+//
+//   inputs   X         float [T*N, C, ...]   row t*N+n = step t of sample n
+//            threshold float [] / [1] / [C]  theta_c
+//            v_init    float, optional, numpy-broadcastable to [N, C, ...]
+//   attrs    timesteps int T >= 1 (required); reset "subtract" (default) | "zero"
+//   output   Y         float, shape of X, Y in {0, theta_c}
+//
+// Per element, for t = 0..T-1 in order, in float32:
+//   v = v + x_t;  s = (v >= theta);  y_t = s ? theta : 0;
+//   if (s) v = (reset == subtract) ? v - theta : 0;
+// v starts at v_init (or 0). No state survives between two Run calls.
+// Ground truth: onnx2snn/neurons/if_neuron.py; the kernel matches it bit for bit.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "onnxruntime_cxx_api.h"
+
+namespace onnx2snn {
+
+enum class ResetMode { kSubtract, kZero };
+
+// One IFNeuron call with validated shapes; no onnxruntime types, so a CUDA
+// kernel or a benchmark can reuse it.
+struct IFNeuronProblem {
+  const float* x = nullptr;          // [T, M] (M = N*C*S elements per step)
+  float* y = nullptr;                // [T, M]
+  int64_t timesteps = 1;             // T
+  int64_t step_size = 0;             // M
+  int64_t channels = 1;              // C
+  int64_t inner = 1;                 // S = prod(X.shape[2:])
+  const float* threshold = nullptr;  // 1 value, or C values if per_channel
+  bool per_channel = false;
+  ResetMode reset = ResetMode::kSubtract;
+  // v_init, broadcast to the step shape: nullptr means 0 everywhere. For the
+  // general case, step_dims/v_init_strides describe the step shape [N, C, ...]
+  // and the v_init element stride along each of its axes (0 = broadcast).
+  const float* v_init = nullptr;
+  int64_t v_init_size = 0;
+  std::vector<int64_t> step_dims;
+  std::vector<int64_t> v_init_strides;
+};
+
+// Elements per block: the membrane state and thresholds of one block (2 x 4 KiB)
+// stay in L1 while the block walks all T steps.
+constexpr int64_t kIFNeuronBlock = 1024;
+// Highest X rank for which a v_init needing a general broadcast is supported.
+constexpr size_t kIFNeuronMaxRank = 16;
+
+inline int64_t IFNeuronBlockCount(const IFNeuronProblem& p) {
+  return (p.step_size + kIFNeuronBlock - 1) / kIFNeuronBlock;
+}
+
+// Runs block `block` (elements [block*kIFNeuronBlock, ...) of every step).
+// Blocks are independent; never throws.
+void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;
+
+// Kernel instance: one per node, holds the attributes.
+struct IFNeuronKernel {
+  IFNeuronKernel(int64_t timesteps, ResetMode reset, std::string node_name)
+      : timesteps_(timesteps), reset_(reset), node_name_(std::move(node_name)) {}
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+
+ private:
+  void Compute(OrtKernelContext* context) const;  // throws on error
+  std::string Where() const;                      // "IFNeuron node 'name'"
+
+  int64_t timesteps_;
+  ResetMode reset_;
+  std::string node_name_;
+};
+
+// Schema + factory. WithStatus = true: errors return OrtStatus instead of
+// letting C++ exceptions cross the C API boundary.
+struct IFNeuronOp : Ort::CustomOpBase<IFNeuronOp, IFNeuronKernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
+                              void** op_kernel) const;
+
+  const char* GetName() const { return "IFNeuron"; }
+
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t) const {
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const {
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+};
+
+}  // namespace onnx2snn

@@ -1,0 +1,66 @@
+// Entry point of libonnx2snn_ops: RegisterCustomOps adds the "onnx2snn" domain,
+// with every op of the library, to a session's options.
+//
+// Built against the ONNX Runtime 1.17 headers (ORT_API_VERSION 17); newer
+// runtimes serve that API version unchanged, so one binary loads in any
+// onnxruntime >= 1.17.
+#include <exception>
+#include <mutex>
+#include <string>
+
+#include "if_neuron.h"
+#include "onnxruntime_cxx_api.h"
+
+#if defined(_WIN32)
+#define ONNX2SNN_EXPORT __declspec(dllexport)
+#else
+#define ONNX2SNN_EXPORT __attribute__((visibility("default")))
+#endif
+
+namespace {
+
+constexpr const char* kDomain = "onnx2snn";
+
+// The ops and their domain live as long as the library is loaded: sessions
+// created later, from any thread, share them (they are read-only after
+// construction). The domain is deliberately never released, so nothing runs at
+// library unload that could call into an onnxruntime already torn down.
+// A throwing initialiser leaves the static uninitialised; the next call retries.
+OrtCustomOpDomain* SharedDomain() {
+  static const onnx2snn::IFNeuronOp if_neuron;
+  static OrtCustomOpDomain* const domain = [] {
+    Ort::CustomOpDomain d{kDomain};
+    d.Add(&if_neuron);
+    return d.release();
+  }();
+  return domain;
+}
+
+}  // namespace
+
+extern "C" ONNX2SNN_EXPORT OrtStatus* ORT_API_CALL
+RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
+  if (api_base == nullptr) return nullptr;  // nothing to report an error through
+  const OrtApi* api = api_base->GetApi(ORT_API_VERSION);
+  if (api == nullptr) {  // runtime older than the headers: report via API 1
+    const OrtApi* api1 = api_base->GetApi(1);
+    if (api1 == nullptr) return nullptr;
+    const std::string msg = std::string("onnx2snn_ops needs onnxruntime >= 1.17 (C API ") +
+                            std::to_string(ORT_API_VERSION) + "), this runtime is " +
+                            api_base->GetVersionString();
+    return api1->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+
+  try {
+    static std::once_flag init_once;
+    std::call_once(init_once, [api] { Ort::InitApi(api); });
+    Ort::ThrowOnError(api->AddCustomOpDomain(options, SharedDomain()));
+  } catch (const Ort::Exception& e) {
+    const std::string msg = std::string("onnx2snn_ops: RegisterCustomOps failed: ") + e.what();
+    return api->CreateStatus(e.GetOrtErrorCode(), msg.c_str());
+  } catch (const std::exception& e) {
+    const std::string msg = std::string("onnx2snn_ops: RegisterCustomOps failed: ") + e.what();
+    return api->CreateStatus(ORT_FAIL, msg.c_str());
+  }
+  return nullptr;
+}

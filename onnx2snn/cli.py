@@ -1,0 +1,171 @@
+"""Command line: ``onnx2snn convert | evaluate | inspect``.
+
+Thin: parses flags into the config dataclasses and calls the Python API. Any
+:class:`Onnx2SnnError` becomes one ``error:`` line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+
+from . import __version__
+from .config import ConvertConfig, Reset, ThresholdSpec
+from .errors import ConfigError, Onnx2SnnError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _threshold(text: str) -> ThresholdSpec:
+    try:
+        return ThresholdSpec.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="onnx2snn", description="Convert ONNX ANNs to spiking networks.")
+    p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="log each pass")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", parents=[common], help="convert an ANN to a calibrated SNN")
+    c.add_argument("model", help="ANN in ONNX format")
+    c.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
+    c.add_argument("--calibration-data", required=True,
+                   help=".npz with arrays keyed by input name (any one array for a single input)")
+    c.add_argument("--timesteps", "-T", type=_positive_int, required=True, help="number of time steps T >= 1")
+    c.add_argument("--threshold", type=_threshold, default=ConvertConfig.threshold,
+                   help="threshold balancing: max, or percentile:P of the positive activations "
+                        "(default: percentile:99.99)")
+    c.add_argument("--channel-wise", action="store_true", help="one threshold per channel")
+    c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
+                   help="membrane reset after a spike (default: subtract)")
+    c.add_argument("--batch-size", type=_positive_int, default=64, help="calibration batch size")
+
+    e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
+    e.add_argument("ann", help="the ANN (.onnx)")
+    e.add_argument("snn", help="the SNN written by `onnx2snn convert`")
+    e.add_argument("--data", required=True, help=".npz with inputs and labels")
+    e.add_argument("--labels-key", default="labels", help="labels array in --data (default: labels)")
+    e.add_argument("--batch-size", type=_positive_int, default=64)
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    i = sub.add_parser("inspect", parents=[common], help="list the graph's ops and whether they convert")
+    i.add_argument("model", help="ANN in ONNX format")
+    return p
+
+
+def _convert(args) -> int:
+    from .io import check_output_path, load_model, save_model
+    from .pipeline import convert
+
+    check_output_path(args.output, args.model, args.calibration_data)
+    config = ConvertConfig(timesteps=args.timesteps, threshold=args.threshold, channel_wise=args.channel_wise,
+                           reset=Reset(args.reset), batch_size=args.batch_size)
+    start = time.perf_counter()
+    result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
+    save_model(result.model, args.output)
+    neurons = sum(1 for n in result.model.graph.node if n.op_type == "IFNeuron")
+    print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
+          f"{' channel-wise' if config.channel_wise else ''}, {time.perf_counter() - start:.1f}s")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .data import load_labels, load_npz, match_inputs, model_inputs
+    from .io import load_model
+    from .runtime import evaluate
+
+    ann, snn = load_model(args.ann), load_model(args.snn)
+    arrays = load_npz(args.data, "evaluation data")
+    feeds = match_inputs(arrays, model_inputs(ann), label_key=args.labels_key, what="evaluation data")
+    labels = load_labels(arrays, args.labels_key, next(iter(feeds.values())).shape[0], "evaluation data")
+    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json)
+    if args.json:
+        print(json.dumps(res.as_dict()))
+        return 0
+    print(f"{res.samples} samples, T={res.timesteps}")
+    print(f"{'model':<10} {'t':>5} {'top-1 %':>8} {'vs ANN':>8}")
+    print(f"{'ANN':<10} {'-':>5} {res.ann_top1:8.2f} {'':>8}")
+    for t, acc in res.snn_top1.items():
+        print(f"{'SNN':<10} {t:>5} {acc:8.2f} {acc - res.ann_top1:+8.2f}")
+    return 0
+
+
+def _inspect(args) -> int:
+    import onnx
+
+    from .graph import FoldConstantsPass, find_unsupported, import_model
+    from .graph._graph import relu_cap
+    from .io import load_model
+
+    model = load_model(args.model)
+    graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    original = Counter(n.op for n in graph.nodes)
+    FoldConstantsPass()(graph)
+    offenders = {name: reason for name, _, reason in find_unsupported(graph)}
+    rows: Counter = Counter()
+    for node in graph.nodes:
+        name = node.name or f"<unnamed {node.op}>"
+        if name in offenders:
+            status = "UNSUPPORTED: " + offenders[name]
+        elif relu_cap(node)[0]:
+            status = "becomes IFNeuron"
+        elif node.op == "BatchNormalization":
+            status = "folded into the layer before (or kept as affine)"
+        elif node.op in ("MaxPool", "GlobalMaxPool"):
+            status = "kept; moved before the neuron (approximate under rate coding)"
+        elif node.op in ("Softmax", "LogSoftmax"):
+            status = "applied after the readout"
+        elif node.op in ("Identity", "Dropout"):
+            status = "removed"
+        elif node.op in ("Shape", "Size"):
+            status = "kept (shape arithmetic)"
+        else:
+            status = "kept (runs on every step)"
+        rows[(node.op, status)] += 1
+    remaining = Counter(n.op for n in graph.nodes)
+    for op, count in original.items():
+        if count > remaining.get(op, 0):
+            rows[(op, "folded (computes a constant)")] += count - remaining.get(op, 0)
+    print(f"{args.model}: {sum(original.values())} nodes, opset {graph.opset}")
+    print(f"{'op':<22} {'count':>5}  status")
+    for (op, status), count in sorted(rows.items(), key=lambda kv: (kv[0][1].startswith("UNSUPPORTED"), kv[0])):
+        print(f"{op:<22} {count:>5}  {status}")
+    if offenders:
+        print(f"not convertible: {len(offenders)} node(s) unsupported:")
+        for name, reason in offenders.items():
+            print(f"  - {name}: {reason}")
+        return 1
+    print("convertible: every node is supported")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    handler = {"convert": _convert, "evaluate": _evaluate, "inspect": _inspect}[args.command]
+    try:
+        return handler(args)
+    except Onnx2SnnError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

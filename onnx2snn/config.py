@@ -1,0 +1,74 @@
+"""Frozen configuration of a conversion; CLI flags map one-to-one to fields."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from .errors import ConfigError
+
+
+class ThresholdMethod(str, Enum):
+    MAX = "max"
+    PERCENTILE = "percentile"
+
+
+class Reset(str, Enum):
+    SUBTRACT = "subtract"
+    ZERO = "zero"
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """How each neuron's threshold is balanced from the calibration statistics.
+
+    ``max``: the largest activation seen; ``percentile``: the given percentile
+    of the positive activations (robust to outliers, Rueckauer et al. 2017).
+    """
+
+    method: ThresholdMethod = ThresholdMethod.MAX
+    percentile: float = 100.0
+
+    @staticmethod
+    def parse(text: str) -> "ThresholdSpec":
+        """Parse ``max`` or ``percentile:P`` with 0 < P <= 100."""
+        text = text.strip()
+        if text == "max":
+            return ThresholdSpec(ThresholdMethod.MAX)
+        if text.startswith("percentile:"):
+            raw = text.split(":", 1)[1]
+            try:
+                p = float(raw)
+            except ValueError:
+                p = float("nan")
+            if not 0.0 < p <= 100.0:
+                raise ConfigError(
+                    f"threshold '{text}': the percentile must be a number in (0, 100], "
+                    "e.g. percentile:99.99"
+                )
+            return ThresholdSpec(ThresholdMethod.PERCENTILE, p)
+        raise ConfigError(f"threshold '{text}' is not known; use 'max' or 'percentile:P' (e.g. percentile:99.99)")
+
+    def __str__(self) -> str:
+        if self.method is ThresholdMethod.MAX:
+            return "max"
+        return f"percentile:{self.percentile:g}"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """Everything `convert` needs besides the model and the data."""
+
+    timesteps: int
+    threshold: ThresholdSpec = ThresholdSpec(ThresholdMethod.PERCENTILE, 99.99)
+    channel_wise: bool = False
+    reset: Reset = Reset.SUBTRACT
+    batch_size: int = 64  # calibration batch size (models with a fixed batch use theirs)
+
+    def __post_init__(self):
+        if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
+            raise ConfigError(f"timesteps must be an integer >= 1, got {self.timesteps!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        if not isinstance(self.threshold, ThresholdSpec):
+            raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
+        object.__setattr__(self, "reset", Reset(self.reset))

@@ -1,0 +1,157 @@
+"""Data for calibration and evaluation: .npz files matched to a model's inputs.
+
+An .npz holds arrays keyed by the model's input names; for a single-input
+model any one array is accepted (besides the labels). Arrays are checked for
+shape, dtype and NaN/Inf before any run, and served in batches through the
+data-reader protocol of onnxruntime's quantization tool: ``get_next()``
+returns a feed dict or None when exhausted.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+import numpy as np
+import onnx
+
+from .errors import DataError
+
+_ONNX_TO_NP = {1: np.float32, 10: np.float16, 11: np.float64}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple  # ints for static dims, None for dynamic ones
+    dtype: np.dtype
+
+    @property
+    def fixed_batch(self) -> int | None:
+        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
+
+
+def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
+    """The inputs a user feeds (initializers listed as inputs excluded)."""
+    inits = {i.name for i in model.graph.initializer}
+    specs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim)
+        specs.append(InputSpec(vi.name, dims, np.dtype(_ONNX_TO_NP.get(tt.elem_type, np.float32))))
+    return specs
+
+
+def load_npz(path: str | os.PathLike, what: str = "data") -> dict[str, np.ndarray]:
+    """All arrays of an .npz file; DataError if it is missing or not an .npz."""
+    if not os.path.isfile(path):
+        raise DataError(f"{what} file '{path}' does not exist (give an .npz of arrays keyed by input name)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise DataError(f"{what} file '{path}' is a single .npy array; save it with "
+                                "np.savez(path, <input name>=array)")
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{what} file '{path}' is not a readable .npz archive ({exc}); "
+                        "write it with numpy.savez(path, <input name>=array)") from None
+
+
+def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
+                 label_key: str | None = "labels", what: str = "data") -> dict[str, np.ndarray]:
+    """Pick and validate one array per model input; return float arrays of equal length."""
+    names = [i.name for i in inputs]
+    if all(n in arrays for n in names):
+        chosen = {n: arrays[n] for n in names}
+    elif len(inputs) == 1:
+        candidates = [k for k in arrays if k != label_key]
+        if len(candidates) != 1:
+            raise DataError(
+                f"{what} has arrays {sorted(arrays)}; the model's input is '{names[0]}': name the array "
+                f"'{names[0]}' or keep exactly one array besides '{label_key}'")
+        chosen = {names[0]: arrays[candidates[0]]}
+    else:
+        missing = [n for n in names if n not in arrays]
+        raise DataError(f"{what} lacks arrays for the model inputs {missing} (it has {sorted(arrays)}); "
+                        "key the .npz arrays by input name")
+    out, count = {}, None
+    for spec in inputs:
+        arr = np.asarray(chosen[spec.name])
+        if arr.dtype.kind not in "fc" or arr.dtype.kind == "c":
+            raise DataError(f"{what} for input '{spec.name}' has dtype {arr.dtype}; the model expects "
+                            f"{spec.dtype} (preprocess and save floats, e.g. images/255 as float32)")
+        if arr.ndim != len(spec.shape):
+            raise DataError(f"{what} for input '{spec.name}' has shape {arr.shape}; the model expects "
+                            f"rank {len(spec.shape)} {_fmt(spec.shape)}")
+        for axis, (have, want) in enumerate(zip(arr.shape[1:], spec.shape[1:]), start=1):
+            if want is not None and have != want:
+                raise DataError(f"{what} for input '{spec.name}' has shape {arr.shape}; the model expects "
+                                f"{_fmt(spec.shape)} (axis {axis} is {have}, not {want})")
+        if not np.all(np.isfinite(arr)):
+            bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+            raise DataError(f"{what} for input '{spec.name}' contains {bad} NaN/Inf value(s); clean the data")
+        if arr.shape[0] == 0:
+            raise DataError(f"{what} for input '{spec.name}' is empty")
+        if count is not None and arr.shape[0] != count:
+            raise DataError(f"{what} arrays have different numbers of samples ({count} and {arr.shape[0]})")
+        count = arr.shape[0]
+        out[spec.name] = arr.astype(spec.dtype, copy=False)
+    return out
+
+
+def load_labels(arrays: Mapping[str, np.ndarray], key: str, count: int, what: str = "data") -> np.ndarray:
+    if key not in arrays:
+        raise DataError(f"{what} has no labels array '{key}' (it has {sorted(arrays)}); pass --labels-key")
+    labels = np.asarray(arrays[key])
+    if labels.ndim == 2:  # one-hot
+        labels = labels.argmax(axis=1)
+    if labels.ndim != 1 or labels.shape[0] != count or labels.dtype.kind not in "iu":
+        raise DataError(f"labels '{key}' must be {count} integer class indices, got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int64)
+
+
+def _fmt(shape) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def iter_batches(feeds: Mapping[str, np.ndarray], batch_size: int,
+                 fixed_batch: int | None = None) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """Yield ``(feed, n_valid)``. A model with a fixed batch size B gets batches of
+    exactly B rows, the last one padded by repeating its final sample."""
+    n = next(iter(feeds.values())).shape[0]
+    size = fixed_batch or batch_size
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        feed = {}
+        for k, v in feeds.items():
+            chunk = v[start:stop]
+            if fixed_batch and chunk.shape[0] < size:
+                pad = np.repeat(chunk[-1:], size - chunk.shape[0], axis=0)
+                chunk = np.concatenate([chunk, pad], axis=0)
+            feed[k] = np.ascontiguousarray(chunk)
+        yield feed, stop - start
+
+
+class ArrayDataReader:
+    """Data reader over in-memory arrays: ``get_next()`` -> feed dict or None."""
+
+    def __init__(self, feeds: Mapping[str, np.ndarray], batch_size: int, fixed_batch: int | None = None):
+        self.feeds = dict(feeds)
+        self.batch_size = batch_size
+        self.fixed_batch = fixed_batch
+        self.num_samples = next(iter(self.feeds.values())).shape[0]
+        self.num_batches = -(-self.num_samples // (fixed_batch or batch_size))
+        self.rewind()
+
+    def rewind(self) -> None:
+        self._it = iter_batches(self.feeds, self.batch_size, self.fixed_batch)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        item = next(self._it, None)
+        return None if item is None else item[0]
+
+    def __len__(self) -> int:
+        return self.num_batches

@@ -1,0 +1,66 @@
+"""SpikeActivationsPass: replace every ReLU-like node by an ``IFNeuron``.
+
+Each Relu / Clip(min=0[, max=m]) whose output is named ``a`` becomes
+``IFNeuron(x, θ_a[, v_init_a]; timesteps=T, reset)`` writing the same tensor
+``a``. The neuron's spikes carry amplitude θ, so its rate over T steps
+approximates clip(x, 0, θ) and the following layers keep their ANN weights.
+A Clip's upper bound m caps the threshold: θ ← min(θ, m).
+
+Invariant: no Relu or ReLU-like Clip is left; every IFNeuron has a positive
+finite threshold of shape [] or [C].
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from ..errors import CalibrationError
+from ._graph import SNN_DOMAIN, NameScope, PassResult, relu_cap
+
+
+def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
+    """The ReLU-like nodes that become neurons, in topological order."""
+    graph.toposort()
+    return [n for n in graph.nodes if n.op in ("Relu", "Clip") and relu_cap(n)[0]]
+
+
+class SpikeActivationsPass:
+    def __init__(self, thresholds: Mapping[str, np.ndarray], timesteps: int, reset: str = "subtract",
+                 v_init: Mapping[str, np.ndarray] | None = None):
+        self.thresholds = thresholds
+        self.timesteps = int(timesteps)
+        self.reset = str(reset)
+        self.v_init = v_init or {}
+
+    def __call__(self, graph: gs.Graph) -> PassResult:
+        names = NameScope(graph)
+        count = 0
+        for node in activation_nodes(graph):
+            out = node.outputs[0]
+            if out.name not in self.thresholds:
+                raise CalibrationError(
+                    f"no threshold for node '{node.name}' ({node.op}) writing '{out.name}'; "
+                    "calibrate with data that reaches every layer")
+            theta = np.asarray(self.thresholds[out.name], dtype=np.float32)
+            cap = relu_cap(node)[1]
+            if cap is not None:
+                theta = np.asarray(np.minimum(theta, np.float32(cap)), dtype=np.float32)
+            if theta.ndim > 1 or not np.all(np.isfinite(theta)) or np.any(theta <= 0):
+                raise CalibrationError(
+                    f"threshold of node '{node.name}' ({node.op}) must be positive and finite with "
+                    f"shape [] or [C], got shape {theta.shape}")
+            inputs = [node.inputs[0], gs.Constant(names.fresh(out.name + "_threshold"), theta)]
+            if out.name in self.v_init:
+                v0 = np.asarray(self.v_init[out.name], dtype=np.float32)
+                inputs.append(gs.Constant(names.fresh(out.name + "_v_init"), v0))
+            neuron = gs.Node("IFNeuron", node.name or names.fresh("IFNeuron"), domain=SNN_DOMAIN,
+                             attrs={"timesteps": self.timesteps, "reset": self.reset},
+                             inputs=inputs, outputs=[out])
+            node.outputs.clear()
+            node.inputs.clear()
+            graph.nodes.append(neuron)
+            count += 1
+        graph.cleanup().toposort()
+        return PassResult(graph, count)

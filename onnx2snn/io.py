@@ -1,0 +1,89 @@
+"""Loading and saving models: clear errors on bad files, atomic writes.
+
+Invariant: a model written by :func:`save_model` passes ``onnx.checker`` and
+carries an IR version the installed onnxruntime loads; a failed save leaves no
+file behind; a loaded model is a private copy (the file is never modified).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from .errors import ConfigError, InvalidModelError
+
+# onnxruntime >= 1.17 loads IR <= 10 (1.31 loads <= 13). Writing the lowest IR
+# the opsets allow keeps models loadable by every runtime we support.
+MAX_IR_VERSION = 10
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read and validate an ONNX model; raise InvalidModelError naming the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidModelError(f"model file '{path}' does not exist (give the path of an .onnx file)")
+    try:
+        model = onnx.load(str(path))
+    except (DecodeError, RuntimeError, ValueError, OSError) as exc:
+        raise InvalidModelError(
+            f"'{path}' is not a readable ONNX model ({type(exc).__name__}: {exc}); "
+            "check that the file is complete and was written by an ONNX exporter"
+        ) from None
+    if model.ir_version <= 0 or len(model.graph.node) == 0 or not model.opset_import:
+        raise InvalidModelError(
+            f"'{path}' is not an ONNX model (no IR version, opset or nodes: the file is empty, "
+            "truncated or of another format); export the model to ONNX again"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidModelError(
+            f"'{path}' is not a valid ONNX model: {first}; the file may be truncated or corrupt"
+        ) from None
+    return model
+
+
+def compatible_ir_version(model: onnx.ModelProto) -> int:
+    """The IR version to write: the model's own, capped so onnxruntime can load it,
+    but never below what its opsets require."""
+    opsets = [o for o in model.opset_import if o.domain in ("", "ai.onnx", "ai.onnx.ml")]
+    needed = onnx.helper.find_min_ir_version_for(opsets, ignore_unknown=True) if opsets else 3
+    return max(needed, min(model.ir_version or MAX_IR_VERSION, MAX_IR_VERSION))
+
+
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """Refuse to overwrite an input file or to write into a missing directory."""
+    out = Path(output)
+    for inp in inputs:
+        if Path(inp).exists() and out.exists() and os.path.samefile(inp, out):
+            raise ConfigError(f"output path '{out}' is the input file; choose another output path")
+        if Path(os.path.abspath(inp)) == Path(os.path.abspath(out)):
+            raise ConfigError(f"output path '{out}' is the input file; choose another output path")
+    if not out.parent.exists() and str(out.parent) not in ("", "."):
+        raise ConfigError(f"cannot write '{out}': directory '{out.parent}' does not exist")
+    if out.is_dir():
+        raise ConfigError(f"output path '{out}' is a directory; give a file name such as snn.onnx")
+    return out
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Validate and atomically write ``model`` to ``path`` (temp file + rename)."""
+    path = Path(path)
+    model.ir_version = compatible_ir_version(model)
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path

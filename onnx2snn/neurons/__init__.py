@@ -1,0 +1,10 @@
+"""Numpy references of the onnx2snn custom ops: the ground truth for the kernels.
+
+Each function here defines one op of the ``onnx2snn`` domain exactly (operation
+order included); the C++ and CUDA kernels in ``custom_ops/`` are tested against
+it bit for bit.
+"""
+
+from onnx2snn.neurons.if_neuron import RESET_MODES, if_neuron
+
+__all__ = ["RESET_MODES", "if_neuron"]
