@@ -18,6 +18,7 @@ from ._library import get_library_path
 from ._progress import Progress
 from .data import InputSpec, iter_batches, model_inputs
 from .errors import ConversionError
+from .io import compatible_ir_version
 
 
 def InferenceSession(model, sess_options: ort.SessionOptions | None = None, providers=None,
@@ -69,7 +70,10 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``."""
     T = snn_timesteps(snn)
     running = running_output_name(snn)
-    ann_sess = ort.InferenceSession(ann.SerializeToString(), providers=["CPUExecutionProvider"])
+    runnable = onnx.ModelProto()
+    runnable.CopyFrom(ann)
+    runnable.ir_version = compatible_ir_version(ann)
+    ann_sess = ort.InferenceSession(runnable.SerializeToString(), providers=["CPUExecutionProvider"])
     snn_sess = InferenceSession(snn)
     ann_out = ann_sess.get_outputs()[0].name
     n = labels.shape[0]

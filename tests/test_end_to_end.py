@@ -70,3 +70,15 @@ def test_given_cifar_resnets_convert(name):
     onnx.checker.check_model(result.model)
     logits, running = onnx2snn.InferenceSession(result.model).run(None, {"input": x})
     assert running.shape == (4, 4, 10) and np.all(np.isfinite(logits))
+
+
+def test_model_written_with_ir14_converts(tmp_path):
+    """onnx 1.23 writes IR 14 by default; onnxruntime 1.31 loads at most IR 13."""
+    model = onnx2snn.load_model(MODELS / "mnist_cnn.onnx")
+    model.ir_version = 14
+    path = tmp_path / "ir14.onnx"
+    onnx.save(model, path)
+    result = onnx2snn.convert(onnx2snn.load_model(path), MODELS / "data" / "mnist_calib.npz",
+                              onnx2snn.ConvertConfig(timesteps=2))
+    assert result.model.ir_version <= 10
+    onnx2snn.InferenceSession(result.model)

@@ -13,6 +13,8 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from ..io import compatible_ir_version
+
 SNN_DOMAIN = "onnx2snn"
 SNN_DOMAIN_VERSION = 1
 RELU_LIKE = ("Relu", "Clip")
@@ -41,14 +43,16 @@ def export_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     """Export ``graph`` keeping ``like``'s opset imports, IR version and metadata.
 
     graphsurgeon has been seen to change opset imports and IR versions; this
-    keeps them as they were and adds the onnx2snn domain only when used.
+    keeps them as they were and adds the onnx2snn domain only when used. The IR
+    version is capped to one the installed onnxruntime loads (onnx >= 1.23
+    writes IR 14 by default, which onnxruntime 1.31 refuses).
     """
     graph.cleanup().toposort()
     opsets = [onnx.helper.make_opsetid(o.domain, o.version) for o in like.opset_import if o.domain != SNN_DOMAIN]
     if any(node.domain == SNN_DOMAIN for node in graph.nodes):
         opsets.append(onnx.helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
     model = gs.export_onnx(graph, do_type_check=False, opset_imports=opsets)
-    model.ir_version = like.ir_version
+    model.ir_version = compatible_ir_version(like)
     model.producer_name = like.producer_name
     model.producer_version = like.producer_version
     model.doc_string = like.doc_string
