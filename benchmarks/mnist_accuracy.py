@@ -26,7 +26,8 @@ import onnxruntime as ort
 import onnx2snn
 from onnx2snn.calibration import balance_thresholds, collect_statistics
 from onnx2snn.config import ThresholdSpec
-from onnx2snn.pipeline import activation_names, build_snn, calibration_reader, prepare
+from onnx2snn.data import ArrayDataReader
+from onnx2snn.pipeline import activation_names, build_snn, calibration_feeds, prepare
 from onnx2snn.runtime import InferenceSession, running_output_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def main() -> None:
     print(header)
     for channel_wise in (False, True):
         start = time.perf_counter()
-        stats = collect_statistics(ann, names, calibration_reader(args.calibration_data, ann, 64),
+        stats = collect_statistics(ann, names, ArrayDataReader(calibration_feeds(args.calibration_data, ann), 64),
                                    channel_wise=channel_wise, progress=False)
         calib_s = time.perf_counter() - start
         for rule in ("max", "percentile:99.99", "percentile:99.9"):

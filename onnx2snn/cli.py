@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 from . import __version__
-from .config import ConvertConfig, Reset, ThresholdSpec
+from .config import ConvertConfig, Reset, ThresholdSpec, VInit, preset_config
 from .errors import ConfigError, Onnx2SnnError
 
 
@@ -34,6 +34,13 @@ def _threshold(text: str) -> ThresholdSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _calibrate(text: str):
+    try:
+        return ConvertConfig.parse_calibrate(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onnx2snn", description="Convert ONNX ANNs to spiking networks.")
     p.add_argument("--version", action="version", version=f"onnx2snn {__version__}")
@@ -48,10 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibration-data", required=True,
                    help=".npz with arrays keyed by input name (any one array for a single input)")
     c.add_argument("--timesteps", "-T", type=_positive_int, required=True, help="number of time steps T >= 1")
-    c.add_argument("--threshold", type=_threshold, default=ConvertConfig.threshold,
-                   help="threshold balancing: max, or percentile:P of the positive activations "
-                        "(default: percentile:99.99)")
-    c.add_argument("--channel-wise", action="store_true", help="one threshold per channel")
+    c.add_argument("--threshold", type=_threshold, default=None,
+                   help="threshold balancing: max, percentile:P of the positive activations, mse "
+                        "(least T-level quantisation error) or ltb (local threshold balancing, with "
+                        "v_init θ/2) (default: percentile:99.99)")
+    c.add_argument("--channel-wise", action="store_true", default=None, help="one threshold per channel")
+    c.add_argument("--v-init", choices=[v.value for v in VInit], default=None,
+                   help="initial membrane potential: zero (default) or half the threshold")
+    c.add_argument("--calibrate", type=_calibrate, default=None, metavar="STEPS",
+                   help="layer-wise parameter calibration: comma-separated subset of bias,potential,weight")
+    c.add_argument("--preset", choices=["best"], default=None,
+                   help="best: the pipeline the calibration benchmark found best (flags given "
+                        "explicitly override it)")
+    c.add_argument("--report", action="store_true",
+                   help="print per layer the clipping and flooring errors before/after calibration")
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
                    help="membrane reset after a spike (default: subtract)")
     c.add_argument("--batch-size", type=_positive_int, default=64, help="calibration batch size")
@@ -74,15 +91,33 @@ def _convert(args) -> int:
     from .pipeline import convert
 
     check_output_path(args.output, args.model, args.calibration_data)
-    config = ConvertConfig(timesteps=args.timesteps, threshold=args.threshold, channel_wise=args.channel_wise,
-                           reset=Reset(args.reset), batch_size=args.batch_size)
+    given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
+                               "v_init": args.v_init, "calibrate": args.calibrate}.items() if v is not None}
+    common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size)
+    config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
     neurons = sum(1 for n in result.model.graph.node if n.op_type == "IFNeuron")
+    steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
-          f"{' channel-wise' if config.channel_wise else ''}, {time.perf_counter() - start:.1f}s")
+          f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
+          f"{time.perf_counter() - start:.1f}s")
+    if args.report:
+        print_layer_report(result.layer_reports)
     return 0
+
+
+def print_layer_report(reports) -> None:
+    if not reports:
+        print("(no layer report: it is computed by --calibrate)")
+        return
+    print(f"{'layer':<40} {'mean θ':>8} {'clip err':>9} {'floor before':>13} {'floor after':>12} {'WC objective':>22}")
+    for r in reports:
+        wc = "" if r.wc_before != r.wc_before else f"{r.wc_before:.4g} -> {r.wc_after:.4g}"
+        print(f"{r.name[-40:]:<40} {r.theta_mean:8.3f} {r.clip_err:9.4f} {r.floor_before:13.4f} "
+              f"{r.floor_after:12.4f} {wc:>22}")
+    print("errors relative to E[a²]: clip = E[(a − clip(a,0,θ))²], floor = E[(clip(a,0,θ) − r̄)²]")
 
 
 def _evaluate(args) -> int:

@@ -10,6 +10,23 @@ from .errors import ConfigError
 class ThresholdMethod(str, Enum):
     MAX = "max"
     PERCENTILE = "percentile"
+    MSE = "mse"
+    LTB = "ltb"
+
+
+class VInit(str, Enum):
+    """Initial membrane potential: 0, or θ/2 (rounding instead of flooring)."""
+
+    ZERO = "zero"
+    HALF = "half"
+
+
+class Calibration(str, Enum):
+    """Layer-wise parameter calibration steps (Li et al. 2021, 2022)."""
+
+    BIAS = "bias"
+    POTENTIAL = "potential"
+    WEIGHT = "weight"
 
 
 class Reset(str, Enum):
@@ -22,7 +39,11 @@ class ThresholdSpec:
     """How each neuron's threshold is balanced from the calibration statistics.
 
     ``max``: the largest activation seen; ``percentile``: the given percentile
-    of the positive activations (robust to outliers, Rueckauer et al. 2017).
+    of the positive activations (robust to outliers, Rueckauer et al. 2017);
+    ``mse``: the θ minimising the T-level quantisation error
+    ‖a − clip_floor(a; T, θ)‖² (SNN Calibration); ``ltb``: local threshold
+    balancing (Bu, Li, Yu 2024), iterative per-channel updates on clipped
+    activations.
     """
 
     method: ThresholdMethod = ThresholdMethod.MAX
@@ -32,8 +53,8 @@ class ThresholdSpec:
     def parse(text: str) -> "ThresholdSpec":
         """Parse ``max`` or ``percentile:P`` with 0 < P <= 100."""
         text = text.strip()
-        if text == "max":
-            return ThresholdSpec(ThresholdMethod.MAX)
+        if text in ("max", "mse", "ltb"):
+            return ThresholdSpec(ThresholdMethod(text))
         if text.startswith("percentile:"):
             raw = text.split(":", 1)[1]
             try:
@@ -46,12 +67,13 @@ class ThresholdSpec:
                     "e.g. percentile:99.99"
                 )
             return ThresholdSpec(ThresholdMethod.PERCENTILE, p)
-        raise ConfigError(f"threshold '{text}' is not known; use 'max' or 'percentile:P' (e.g. percentile:99.99)")
+        raise ConfigError(f"threshold '{text}' is not known; use max, percentile:P (e.g. percentile:99.99), "
+                          "mse or ltb")
 
     def __str__(self) -> str:
-        if self.method is ThresholdMethod.MAX:
-            return "max"
-        return f"percentile:{self.percentile:g}"
+        if self.method is ThresholdMethod.PERCENTILE:
+            return f"percentile:{self.percentile:g}"
+        return self.method.value
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,8 @@ class ConvertConfig:
     channel_wise: bool = False
     reset: Reset = Reset.SUBTRACT
     batch_size: int = 64  # calibration batch size (models with a fixed batch use theirs)
+    v_init: VInit = VInit.ZERO
+    calibrate: tuple[Calibration, ...] = ()  # applied in the order bias, potential, weight
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -72,3 +96,30 @@ class ConvertConfig:
         if not isinstance(self.threshold, ThresholdSpec):
             raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
         object.__setattr__(self, "reset", Reset(self.reset))
+        object.__setattr__(self, "v_init", VInit(self.v_init))
+        steps = {Calibration(c) for c in self.calibrate}
+        object.__setattr__(self, "calibrate", tuple(c for c in Calibration if c in steps))
+
+    @staticmethod
+    def parse_calibrate(text: str) -> tuple[Calibration, ...]:
+        """``bias,potential,weight`` (any subset, comma separated; '' or 'none' for none)."""
+        parts = [p.strip() for p in text.split(",") if p.strip() and p.strip() != "none"]
+        bad = [p for p in parts if p not in {c.value for c in Calibration}]
+        if bad:
+            raise ConfigError(f"--calibrate: unknown step(s) {bad}; use a comma-separated subset of "
+                              "bias,potential,weight")
+        return tuple(Calibration(p) for p in parts)
+
+
+# The pipeline benchmarks/calibration_cifar.py found best (see README).
+PRESETS = {
+    "best": dict(threshold=ThresholdSpec(ThresholdMethod.MSE), channel_wise=True, v_init=VInit.HALF,
+                 calibrate=(Calibration.WEIGHT, Calibration.BIAS, Calibration.POTENTIAL)),
+}
+
+
+def preset_config(name: str, **overrides) -> ConvertConfig:
+    """A ConvertConfig from a named preset; ``overrides`` (e.g. timesteps) win."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; known: {', '.join(PRESETS)}")
+    return ConvertConfig(**{**PRESETS[name], **overrides})

@@ -3,6 +3,8 @@
     prepare:   fold constants → drop Identity/Dropout → fold BatchNorm
                → MaxPool before ReLU → check every node is convertible
     calibrate: ReLU outputs' statistics over the data → thresholds
+               (max | percentile | mse | ltb) → v_init (0 or θ/2)
+               → optional layer-wise bias / potential / weight calibration
     spike:     ReLU → IFNeuron → time axis (tile inputs) → readout (mean over T)
 """
 from __future__ import annotations
@@ -17,7 +19,9 @@ import onnx
 
 from . import __version__
 from .calibration import balance_thresholds, collect_statistics
-from .config import ConvertConfig
+from .calibration.layerwise import LayerReport, LayerwiseCalibrator
+from .calibration.ltb import ltb_thresholds
+from .config import ConvertConfig, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
 from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
@@ -33,9 +37,11 @@ META_RUNNING = "onnx2snn.running_mean_outputs"
 @dataclass(frozen=True)
 class ConversionResult:
     model: onnx.ModelProto          # the SNN
-    ann: onnx.ModelProto            # the canonical ANN it was made from (BN folded, ...)
+    ann: onnx.ModelProto            # the canonical ANN it was made from (BN folded, ...), before calibration
     thresholds: Mapping[str, np.ndarray]
     config: ConvertConfig
+    v_init: Mapping[str, np.ndarray] | None = None
+    layer_reports: tuple[LayerReport, ...] = ()
 
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -56,14 +62,25 @@ def activation_names(ann: onnx.ModelProto) -> list[str]:
     return [n.outputs[0].name for n in activation_nodes(import_model(ann))]
 
 
-def calibration_reader(data, ann: onnx.ModelProto, batch_size: int):
-    """A data reader from an .npz path, a dict of arrays, or a reader (returned as is)."""
-    if hasattr(data, "get_next"):
-        return data
-    arrays = load_npz(data, "calibration data") if not isinstance(data, Mapping) else dict(data)
+def calibration_feeds(data, ann: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Calibration arrays keyed by input name, from an .npz path, a dict of arrays,
+    or a data reader (``get_next()``), which is read to its end once."""
     specs = model_inputs(ann)
-    feeds = match_inputs(arrays, specs, what="calibration data")
-    return ArrayDataReader(feeds, batch_size, specs[0].fixed_batch if len(specs) == 1 else None)
+    if hasattr(data, "get_next"):
+        batches = []
+        while (feed := data.get_next()) is not None:
+            batches.append(feed)
+        if not batches:
+            from .errors import CalibrationError
+            raise CalibrationError("the calibration data reader gave no batch; give at least one sample")
+        data = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    arrays = load_npz(data, "calibration data") if not isinstance(data, Mapping) else dict(data)
+    return match_inputs(arrays, specs, what="calibration data")
+
+
+def half_potentials(thresholds: Mapping[str, np.ndarray], ranks: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """v_init = θ/2 for every neuron, shaped to broadcast over one sample [C, ...]."""
+    return {n: (t / 2).reshape([-1] + [1] * (ranks[n] - 2)) if t.ndim else t / 2 for n, t in thresholds.items()}
 
 
 def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config: ConvertConfig,
@@ -96,12 +113,31 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     """Convert ``model`` to an SNN calibrated on ``calibration_data`` (.npz path,
     dict of arrays keyed by input name, or a data reader with ``get_next()``)."""
     ann = prepare(model)
-    reader = calibration_reader(calibration_data, ann, config.batch_size)
+    feeds = calibration_feeds(calibration_data, ann)
+    specs = model_inputs(ann)
+    fixed = specs[0].fixed_batch if len(specs) == 1 else None
     names = activation_names(ann)
-    if names:
-        stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
-        thresholds = balance_thresholds(stats, config.threshold)
-    else:
+    if not names:
         log.warning("the model has no ReLU: the SNN computes the ANN averaged over time")
-        thresholds = {}
-    return ConversionResult(build_snn(ann, thresholds, config), ann, thresholds, config)
+        return ConversionResult(build_snn(ann, {}, config), ann, {}, config)
+    spec, T = config.threshold, config.timesteps
+    half = config.v_init is VInit.HALF or spec.method is ThresholdMethod.LTB
+    reader = ArrayDataReader(feeds, config.batch_size, fixed)
+    stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
+    if spec.method is ThresholdMethod.LTB:
+        reader.rewind()
+        shapes = {n: stats[n].shape for n in names}
+        thresholds = ltb_thresholds(ann, names, shapes, reader, channel_wise=config.channel_wise,
+                                    progress=progress)
+    else:
+        thresholds = balance_thresholds(stats, spec, T, half)
+    ranks = {n: len(stats[n].shape) + 1 for n in names}
+    v_init = half_potentials(thresholds, ranks) if half else {}
+    reports: tuple = ()
+    calibrated = ann
+    if config.calibrate:
+        calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate)
+        calibrated, v_init, layer_reports = calibrator.run(feeds, config.batch_size, fixed, progress=progress)
+        reports = tuple(layer_reports)
+    snn = build_snn(calibrated, thresholds, config, v_init or None)
+    return ConversionResult(snn, ann, thresholds, config, v_init, reports)

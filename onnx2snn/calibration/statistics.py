@@ -23,6 +23,7 @@ class ActivationStats:
         self.hist: np.ndarray | None = None  # [G, bins] counts of positive values
         self.width: np.ndarray | None = None  # [G] bin width (0 until a positive value is seen)
         self.samples = 0
+        self.shape: tuple | None = None  # one sample's shape, e.g. (C, H, W)
 
     def _groups(self, a: np.ndarray) -> np.ndarray:
         a = np.asarray(a, dtype=np.float32)
@@ -34,6 +35,8 @@ class ActivationStats:
 
     def update(self, a: np.ndarray) -> None:
         """Add one batch ``a`` [N, C, ...] of activations."""
+        if self.shape is None:
+            self.shape = tuple(np.asarray(a).shape[1:])
         g = self._groups(a)
         self.samples += int(np.asarray(a).shape[0]) if np.asarray(a).ndim else 1
         G, B = g.shape[0], self.bins

@@ -1,0 +1,383 @@
+"""Layer-wise parameter calibration of the SNN (Li et al. 2021, "A free lunch
+from ANN"; Li et al. 2022, "Converting ANNs to SNNs via parameter calibration").
+
+The SNN is simulated one neuron layer at a time, in network order, on the
+calibration data, so that every layer sees the SNN's own (already calibrated)
+spike trains as input. For layer l with ANN pre-activation z, ANN activation
+a = clip(z, 0, cap) and SNN time-averaged output r̄ = (1/T)·Σ_t y_t:
+
+- weight calibration (WC), first: the layer's weights W (Conv over im2col
+  patches, or Gemm rows) and bias get the ridge solution
+      ΔW = argmin ‖X̄·ΔW − (z − z̄)‖² + λ‖ΔW‖²,   λ = 1e-2 · mean diag(X̄ᵀX̄)
+  where X̄ is the SNN's time-averaged input of the layer and z̄ the SNN's
+  time-averaged input current: the mean current the SNN feeds the neuron is
+  fitted to the ANN's pre-activation z, correcting what the upstream spike
+  trains distort. The objective before and after is reported per layer;
+- bias calibration (BC): b_c += e_c = mean_{n,pos}(a − r̄ − X̄ΔW) per channel c
+  (the output error WC did not already remove);
+- potential calibration (PC): v0 += T·(mean_n(a − r̄ − X̄ΔW) − e_c) per neuron
+  (the charge BC does not already add), clipped to [−θ, θ].
+
+All three corrections are computed from one pass over the data (the later
+steps assume the neuron is in its linear range, where shifting every step's
+current by δ shifts the rate by δ); a second pass produces the calibrated
+spike trains that later layers read. Spike trains are kept bit-packed and only while a later
+layer still needs them; memory otherwise is one batch.
+
+The per-layer error report follows the 2022 paper's decomposition:
+clipping error E[(a − clip(a, 0, θ))²] and flooring error
+E[(clip(a, 0, θ) − r̄)²] before and after the layer's calibration, both
+relative to E[a²].
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from .._library import get_library_path
+from .._progress import Progress
+from ..config import Calibration
+from ..data import iter_batches
+from ..graph import AddTimeAxisPass, activation_nodes, export_graph, import_model
+from ..graph._graph import SNN_DOMAIN, relu_cap
+from .collect import augment_outputs, calibration_session
+
+log = logging.getLogger(__name__)
+RIDGE = 1e-2
+WC_ROWS = 16384   # rows (positions) per batch entering the least-squares sums
+
+
+@dataclass
+class LayerReport:
+    name: str
+    theta_mean: float
+    clip_err: float = 0.0
+    floor_before: float = 0.0
+    floor_after: float = 0.0
+    wc_before: float = float("nan")
+    wc_after: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Layer:
+    act: str            # neuron output (= ANN activation name)
+    pre: str            # input current (= ANN pre-activation name)
+    cap: float | None
+    theta: np.ndarray
+    v0: np.ndarray      # broadcastable to one sample [C, ...]
+    weight_node: onnx.NodeProto | None = None
+
+
+def _sq(x: np.ndarray) -> float:
+    x = x.reshape(-1)
+    return float(np.dot(x, x))
+
+
+def _extract(model: onnx.ModelProto, stops: set[str], outputs: list[str]) -> tuple[onnx.ModelProto, list[str]]:
+    """The subgraph computing ``outputs`` from the tensors ``stops`` (and initializers)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    keep, kept, inputs, seen = [], set(), [], set()
+    stack = list(outputs)
+    while stack:
+        name = stack.pop()
+        if name in seen or name == "" or name in inits:
+            continue
+        seen.add(name)
+        if name in stops:
+            inputs.append(name)
+            continue
+        node = producers[name]
+        if id(node) not in kept:
+            kept.add(id(node))
+            keep.append(node)
+            stack.extend(node.input)
+    order = {id(n): i for i, n in enumerate(model.graph.node)}
+    keep.sort(key=lambda n: order[id(n)])
+    used = {i for n in keep for i in n.input}
+    graph_inputs = {i.name: i for i in model.graph.input}
+    ins = [graph_inputs[n] if n in graph_inputs else
+           onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in sorted(inputs)]
+    sub = onnx.helper.make_graph(
+        keep, "segment", ins, [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outputs],
+        [i for i in model.graph.initializer if i.name in used])
+    seg = onnx.helper.make_model(sub, opset_imports=list(model.opset_import))
+    seg.ir_version = model.ir_version
+    return seg, sorted(inputs)
+
+
+def _weight_node(model: onnx.ModelProto, pre: str) -> onnx.NodeProto | None:
+    """The Conv/Gemm whose output feeds the current ``pre`` directly or through Add."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    inits = {i.name for i in model.graph.initializer}
+    node = producers.get(pre)
+    candidates = [node] if node is not None and node.op_type != "Add" else \
+        [producers.get(i) for i in node.input] if node is not None else []
+    for cand in candidates:
+        if cand is None or consumers.get(cand.output[0], 0) != 1:
+            continue
+        if cand.op_type in ("Conv", "Gemm") and len(cand.input) > 1 and cand.input[1] in inits:
+            return cand
+    return None
+
+
+def _attr(node, name, default):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
+    """Conv input patches [positions, Cin·kh·kw] in the order of W.reshape(Cout, -1)."""
+    if x.ndim != 4 or _attr(node, "group", 1) != 1 or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+        return None
+    kh, kw = w_shape[2], w_shape[3]
+    sh, sw = _attr(node, "strides", [1, 1])
+    dh, dw = _attr(node, "dilations", [1, 1])
+    pt, pl, pb, pr = _attr(node, "pads", [0, 0, 0, 0])
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw]                 # [N, Cin, H', W', kh, kw]
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
+
+
+class LayerwiseCalibrator:
+    """Calibrate biases, initial potentials and weights of the SNN layer by layer."""
+
+    def __init__(self, ann: onnx.ModelProto, thresholds: dict[str, np.ndarray], v0: dict[str, np.ndarray],
+                 timesteps: int, reset: str, steps: tuple[Calibration, ...]):
+        self.ann = onnx.ModelProto()
+        self.ann.CopyFrom(ann)
+        self.T, self.reset, self.steps = int(timesteps), reset, steps
+        graph = AddTimeAxisPass(self.T)(import_model(self.ann)).graph
+        self.folded = export_graph(graph, like=self.ann)   # ANN ops on T·N rows, input tiled inside
+        self.inits = {i.name: i for i in self.folded.graph.initializer}
+        self.input_names = [i.name for i in self.folded.graph.input]
+        self.layers = []
+        for node in activation_nodes(import_model(self.ann)):
+            act, pre = node.outputs[0].name, node.inputs[0].name
+            self.layers.append(_Layer(act, pre, relu_cap(node)[1], np.asarray(thresholds[act], np.float32),
+                                      np.asarray(v0.get(act, 0.0), np.float32)))
+        self._if_session = self._make_if_session()
+
+    def _make_if_session(self) -> ort.InferenceSession:
+        node = onnx.helper.make_node("IFNeuron", ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
+                                     timesteps=self.T, reset=self.reset)
+        f = onnx.TensorProto.FLOAT
+        graph = onnx.helper.make_graph([node], "if", [onnx.helper.make_tensor_value_info(n, f, None)
+                                                      for n in ("x", "theta", "v0")],
+                                       [onnx.helper.make_tensor_value_info("y", f, None)])
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13),
+                                                             onnx.helper.make_opsetid(SNN_DOMAIN, 1)])
+        model.ir_version = 8
+        opts = ort.SessionOptions()
+        opts.register_custom_ops_library(get_library_path())
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    def _spike(self, layer: _Layer, current: np.ndarray) -> np.ndarray:
+        v0 = np.ascontiguousarray(np.broadcast_to(layer.v0, (1,) + current.shape[1:]), dtype=np.float32)
+        return self._if_session.run(None, {"x": current, "theta": layer.theta, "v0": v0})[0]
+
+    # ----------------------------------------------------------------------------------------
+    def run(self, feeds: dict[str, np.ndarray], batch_size: int, fixed_batch: int | None = None,
+            progress: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[LayerReport]]:
+        T = self.T
+        batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
+        pre_names = [layer.pre for layer in self.layers]
+        ann_sess = calibration_session(augment_outputs(self.ann, pre_names))
+        z_cache = [[z[:valid] for z in ann_sess.run(pre_names, f)] for f, valid in batches]
+        later_use = {}
+        segments = []
+        stops = set(self.input_names) | {layer.act for layer in self.layers}
+        for i, layer in enumerate(self.layers):
+            layer.weight_node = _weight_node(self.folded, layer.pre)
+            outs = [layer.pre] + ([layer.weight_node.input[0]] if layer.weight_node is not None
+                                  and Calibration.WEIGHT in self.steps else [])
+            _, inputs = _extract(self.folded, stops - {layer.act}, outs)
+            segments.append(outs)
+            for name in inputs:
+                later_use[name] = i
+        store: dict[str, list] = {}
+        reports = []
+        with Progress(len(self.layers), "calibrating layers", enabled=progress) as bar:
+            for i, layer in enumerate(self.layers):
+                reports.append(self._calibrate_layer(i, layer, segments[i], batches, z_cache, store, stops))
+                for name in [n for n in store if later_use.get(n, -1) <= i]:
+                    del store[name]
+                bar.update()
+        return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
+
+    def _segment_session(self, outs, stops, act):
+        seg, inputs = _extract(self.folded, stops - {act}, outs)
+        return calibration_session(seg), inputs
+
+    def _feed(self, inputs, feed, store, b, rows):
+        out = {}
+        for name in inputs:
+            if name in self.input_names:
+                out[name] = feed[name]
+            else:
+                packed, shape, theta = store[name][b]
+                spikes = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(np.float32)
+                th = theta.reshape([-1] + [1] * (len(shape) - 2)) if theta.ndim else theta
+                out[name] = spikes * th
+        return out
+
+    def _calibrate_layer(self, i, layer: _Layer, outs, batches, z_cache, store, stops) -> LayerReport:
+        T = self.T
+        report = LayerReport(layer.act, float(np.mean(layer.theta)))
+        sess, inputs = self._segment_session(outs, stops, layer.act)
+        channel_axis_sum = None
+        err_c = err_n = None
+        n_total = 0
+        sum_a2 = clip_err = floor_before = 0.0
+        A = B = S = Q = M = None
+        w_node = layer.weight_node if Calibration.WEIGHT in self.steps else None
+        for b, (feed, valid) in enumerate(batches):
+            res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
+            current = res[0]
+            n = current.shape[0] // T
+            y = self._spike(layer, current)
+            r = y.reshape((T, n) + y.shape[1:]).mean(0)[:valid]
+            z = z_cache[b][i]
+            a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
+            th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
+            ca = np.minimum(a, th)
+            e = a - r
+            axes = (0,) + tuple(range(2, e.ndim))
+            err_c = e.sum(axis=axes) if err_c is None else err_c + e.sum(axis=axes)
+            err_n = e.sum(axis=0) if err_n is None else err_n + e.sum(axis=0)
+            channel_axis_sum = (channel_axis_sum or 0) + int(np.prod([e.shape[k] for k in axes]))
+            n_total += valid
+            sum_a2 += _sq(a)
+            clip_err += _sq(a - ca)
+            floor_before += _sq(ca - r)
+            if w_node is not None:
+                zbar = current.reshape((T, n) + current.shape[1:]).mean(0)[:valid]
+                xin = res[1].reshape((T, n) + res[1].shape[1:]).mean(0)[:valid]
+                X, R = self._design(w_node, xin, z - zbar)
+                if X is None:
+                    w_node = None
+                    report.notes.append("WC skipped (unsupported layer form)")
+                    continue
+                Xa = np.concatenate([X, np.ones((X.shape[0], 1), np.float32)], axis=1)
+                per_pos = Xa.reshape(valid, -1, Xa.shape[1]).sum(0, dtype=np.float64)  # [positions, K+1]
+                M = per_pos if M is None else M + per_pos
+                if Xa.shape[0] > WC_ROWS:  # an unbiased subsample keeps the sums' cost bounded
+                    keep = np.random.default_rng(b).choice(Xa.shape[0], WC_ROWS, replace=False)
+                    scale = Xa.shape[0] / WC_ROWS
+                    Xa, R = Xa[keep], R[keep]
+                else:
+                    scale = 1.0
+                gram, cross = (Xa.T @ Xa).astype(np.float64) * scale, (Xa.T @ R).astype(np.float64) * scale
+                A = gram if A is None else A + gram
+                B = cross if B is None else B + cross
+                rows = Xa.sum(0, dtype=np.float64) * scale
+                S = rows if S is None else S + rows
+                q = (R.astype(np.float64) ** 2).sum(0) * scale
+                Q = q if Q is None else Q + q
+        denom = max(sum_a2, 1e-30)
+        report.clip_err, report.floor_before = clip_err / denom, floor_before / denom
+        shape = [-1] + [1] * (err_n.ndim - 1)
+        if w_node is not None and A is not None:
+            lam = RIDGE * float(np.mean(np.diag(A)[:-1])) if A.shape[0] > 1 else RIDGE
+            reg = lam * np.eye(A.shape[0])
+            reg[-1, -1] = 0.0
+            dW = np.linalg.solve(A + reg, B)                       # [K+1, Cout]
+            before = float(Q.sum())
+            after = before - float(2 * np.sum(dW * B) - np.sum(dW * (A @ dW)))  # ‖R − X·dW‖²
+            report.wc_before, report.wc_after = before / S[-1], after / S[-1]
+            self._apply_weights(w_node, dW)
+            shift_n = (M @ dW).T.reshape(err_n.shape)             # Σ_n of the current change per neuron
+            err_n = err_n - shift_n
+            err_c = err_c - shift_n.reshape(shift_n.shape[0], -1).sum(1)
+        delta_b = np.zeros_like(err_c)
+        if Calibration.BIAS in self.steps:
+            delta_b = (err_c / channel_axis_sum).astype(np.float32)
+            if not self._shift_bias(layer, delta_b):
+                layer.v0 = layer.v0 + T * delta_b.reshape(shape)
+                report.notes.append("BC applied as initial potential (no bias to shift)")
+        if Calibration.POTENTIAL in self.steps:
+            dv = T * (err_n / n_total - delta_b.reshape(shape))
+            theta = layer.theta.reshape(shape) if layer.theta.ndim else layer.theta
+            layer.v0 = np.clip(np.broadcast_to(layer.v0, err_n.shape) + dv, -theta, theta).astype(np.float32)
+        # second pass: calibrated spike trains (kept for later layers) and the error after
+        sess, inputs = self._segment_session([layer.pre], stops, layer.act)
+        floor_after = 0.0
+        store[layer.act] = []
+        for b, (feed, valid) in enumerate(batches):
+            current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
+            n = current.shape[0] // T
+            y = self._spike(layer, current)
+            r = y.reshape((T, n) + y.shape[1:]).mean(0)[:valid]
+            z = z_cache[b][i]
+            a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
+            th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
+            floor_after += _sq(np.minimum(a, th) - r)
+            store[layer.act].append((np.packbits(y != 0), y.shape, layer.theta))
+        report.floor_after = floor_after / denom
+        return report
+
+    def _design(self, node, xin, residual):
+        """Rows X (inputs) and R (current residuals) of the layer's least-squares fit."""
+        w = numpy_helper.to_array(self.inits[node.input[1]])
+        if node.op_type == "Conv":
+            X = _im2col(xin.astype(np.float32), node, w.shape)
+            if X is None or residual.ndim != 4:
+                return None, None
+            R = residual.transpose(0, 2, 3, 1).reshape(-1, residual.shape[1])
+            return X, R.astype(np.float32)
+        if node.op_type == "Gemm" and xin.ndim == 2 and not _attr(node, "transA", 0):
+            return xin.astype(np.float32), residual.astype(np.float32)
+        return None, None
+
+    def _bias_name(self, node) -> str | None:
+        if node is None:
+            return None
+        if len(node.input) > 2 and node.input[2] in self.inits:
+            return node.input[2]
+        return None
+
+    def _set(self, name: str, value: np.ndarray) -> None:
+        for model in (self.ann, self.folded):
+            for init in model.graph.initializer:
+                if init.name == name:
+                    init.CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+        self.inits = {i.name: i for i in self.folded.graph.initializer}
+
+    def _shift_bias(self, layer: _Layer, delta: np.ndarray) -> bool:
+        node = layer.weight_node
+        name = self._bias_name(node)
+        if name is None:
+            return False
+        bias = numpy_helper.to_array(self.inits[name]).astype(np.float64)
+        scale = float(_attr(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
+        if bias.size != delta.size and bias.size != 1:
+            return False
+        self._set(name, np.broadcast_to(bias.reshape(-1), delta.shape) + delta / scale)
+        return True
+
+    def _apply_weights(self, node, dW: np.ndarray) -> None:
+        w = numpy_helper.to_array(self.inits[node.input[1]]).astype(np.float64)
+        if node.op_type == "Conv":
+            w = w + dW[:-1].T.reshape(w.shape)
+        else:
+            alpha = float(_attr(node, "alpha", 1.0))
+            w = w + (dW[:-1].T if _attr(node, "transB", 0) else dW[:-1]) / alpha
+        self._set(node.input[1], w)
+        name = self._bias_name(node)
+        if name is not None:
+            bias = numpy_helper.to_array(self.inits[name]).astype(np.float64).reshape(-1)
+            scale = float(_attr(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
+            self._set(name, np.broadcast_to(bias, dW[-1].shape) + dW[-1] / scale)
