@@ -3,7 +3,8 @@
     prepare:   fold constants → drop Identity/Dropout → fold BatchNorm
                → MaxPool before ReLU → check every node is convertible
     calibrate: ReLU outputs' statistics over the data → thresholds
-    spike:     ReLU → IFNeuron → time axis (tile inputs) → readout (mean over T)
+    spike:     ReLU → IFNeuron → time axis (tile inputs) → hoist the time-invariant head
+               (it runs once, its output is tiled) → readout (mean over T)
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from . import __version__
 from .calibration import balance_thresholds, collect_statistics
 from .config import ConvertConfig
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
-from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, MoveMaxPoolPass, ReadoutPass,
+from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
+                    MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
                     export_graph, import_model)
 from .graph.readout import RUNNING_SUFFIX
@@ -72,6 +74,7 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
     graph = import_model(ann)
     SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init)(graph)
     AddTimeAxisPass(config.timesteps)(graph)
+    HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
     ReadoutPass(config.timesteps)(graph)
     snn = export_graph(graph, like=ann)
     del snn.metadata_props[:]
