@@ -13,8 +13,9 @@ import time
 from collections import Counter
 
 from . import __version__
-from .config import ConvertConfig, Reset, ThresholdSpec
+from .config import ConvertConfig, Form, Reset, ThresholdSpec
 from .errors import ConfigError, Onnx2SnnError
+from .memory import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 
 def _positive_int(text: str) -> int:
@@ -30,6 +31,13 @@ def _positive_int(text: str) -> int:
 def _threshold(text: str) -> ThresholdSpec:
     try:
         return ThresholdSpec.parse(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -55,13 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
                    help="membrane reset after a spike (default: subtract)")
     c.add_argument("--batch-size", type=_positive_int, default=64, help="calibration batch size")
+    c.add_argument("--form", choices=[f.value for f in Form], default=Form.FOLDED.value,
+                   help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
+                        "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library)")
 
     e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
     e.add_argument("ann", help="the ANN (.onnx)")
     e.add_argument("snn", help="the SNN written by `onnx2snn convert`")
     e.add_argument("--data", required=True, help=".npz with inputs and labels")
     e.add_argument("--labels-key", default="labels", help="labels array in --data (default: labels)")
-    e.add_argument("--batch-size", type=_positive_int, default=64)
+    e.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="largest batch (default: up to 256); lowered to fit --max-memory")
+    e.add_argument("--max-memory", type=_memory_size, default=DEFAULT_MAX_MEMORY,
+                   help="bound on the estimated peak memory of the runs, e.g. 512MiB (default: 4GiB)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
     i = sub.add_parser("inspect", parents=[common], help="list the graph's ops and whether they convert")
@@ -75,13 +89,14 @@ def _convert(args) -> int:
 
     check_output_path(args.output, args.model, args.calibration_data)
     config = ConvertConfig(timesteps=args.timesteps, threshold=args.threshold, channel_wise=args.channel_wise,
-                           reset=Reset(args.reset), batch_size=args.batch_size)
+                           reset=Reset(args.reset), batch_size=args.batch_size, form=Form(args.form))
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
-    neurons = sum(1 for n in result.model.graph.node if n.op_type == "IFNeuron")
+    neurons = len(result.thresholds)  # one per ReLU; not every form has IFNeuron nodes
     print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
-          f"{' channel-wise' if config.channel_wise else ''}, {time.perf_counter() - start:.1f}s")
+          f"{' channel-wise' if config.channel_wise else ''}, {config.form.value} form, "
+          f"{time.perf_counter() - start:.1f}s")
     return 0
 
 
@@ -94,7 +109,11 @@ def _evaluate(args) -> int:
     arrays = load_npz(args.data, "evaluation data")
     feeds = match_inputs(arrays, model_inputs(ann), label_key=args.labels_key, what="evaluation data")
     labels = load_labels(arrays, args.labels_key, next(iter(feeds.values())).shape[0], "evaluation data")
-    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json)
+    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json,
+                   max_memory=args.max_memory)
+    if res.memory_estimate:
+        print(f"batch size {res.batch_size}: estimated peak {format_size(res.memory_estimate)} "
+              f"(--max-memory {format_size(args.max_memory)})", file=sys.stderr)
     if args.json:
         print(json.dumps(res.as_dict()))
         return 0

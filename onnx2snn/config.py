@@ -17,6 +17,14 @@ class Reset(str, Enum):
     ZERO = "zero"
 
 
+class Form(str, Enum):
+    """How the SNN runs its T steps (see README, "Runtime forms")."""
+
+    FOLDED = "folded"        # all T steps in one run, time folded into the batch axis (IFNeuron custom op)
+    STREAMING = "streaming"  # one step per run; membrane potentials are explicit inputs/outputs
+    PORTABLE = "portable"    # folded, with the neurons as standard ONNX ops (Scan): no custom-op library
+
+
 @dataclass(frozen=True)
 class ThresholdSpec:
     """How each neuron's threshold is balanced from the calibration statistics.
@@ -63,6 +71,7 @@ class ConvertConfig:
     channel_wise: bool = False
     reset: Reset = Reset.SUBTRACT
     batch_size: int = 64  # calibration batch size (models with a fixed batch use theirs)
+    form: Form = Form.FOLDED
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -72,3 +81,7 @@ class ConvertConfig:
         if not isinstance(self.threshold, ThresholdSpec):
             raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
         object.__setattr__(self, "reset", Reset(self.reset))
+        try:
+            object.__setattr__(self, "form", Form(self.form))
+        except ValueError:
+            raise ConfigError(f"form must be one of {', '.join(f.value for f in Form)}, got {self.form!r}") from None

@@ -18,13 +18,16 @@ import onnx
 
 from . import __version__
 from .calibration import balance_thresholds, collect_statistics
-from .config import ConvertConfig
+from .config import ConvertConfig, Form
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
 from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
                     MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
                     export_graph, import_model)
+from .graph.portable import PortableNeuronsPass
 from .graph.readout import RUNNING_SUFFIX
+from .graph.streaming import StreamingFormPass
+from .streaming import META_FORM, streaming_metadata
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +76,23 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
     """Rewrite the canonical ANN into the SNN with the given neuron parameters."""
     graph = import_model(ann)
     SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init)(graph)
-    AddTimeAxisPass(config.timesteps)(graph)
-    HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
-    ReadoutPass(config.timesteps)(graph)
+    form_meta = {META_FORM: config.form.value}
+    if config.form is Form.STREAMING:
+        states = StreamingFormPass(config.reset.value)(graph)
+        form_meta.update(streaming_metadata(states))
+    else:
+        AddTimeAxisPass(config.timesteps)(graph)
+        HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
+        ReadoutPass(config.timesteps)(graph)
+        if config.form is Form.PORTABLE:
+            PortableNeuronsPass(config.timesteps)(graph)
     snn = export_graph(graph, like=ann)
     del snn.metadata_props[:]
     running = [o.name for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)]
     meta = {
         META_TIMESTEPS: str(config.timesteps),
         META_RUNNING: json.dumps(running),
+        **form_meta,
         "onnx2snn.version": __version__,
         "onnx2snn.threshold": str(config.threshold) + (" channel-wise" if config.channel_wise else ""),
     }

@@ -25,10 +25,10 @@ bundled MNIST CNN).
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnx_graphsurgeon as gs
 
 from ._graph import NameScope, PassResult, constant_value
+from ._neuron_ops import tensor_shapes
 
 # act on every row of axis 0 independently, whatever their attributes
 ROW_WISE = {"Conv", "ConvTranspose", "BatchNormalization", "AveragePool", "GlobalAveragePool",
@@ -130,7 +130,7 @@ class HoistTimeInvariantPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
-        ranks = _ranks(graph)
+        ranks = {name: len(shape) for name, shape in tensor_shapes(graph).items()}
         untiled: dict[int, gs.Tensor] = {}  # id(tiled tensor) -> the tensor it tiles
         for node in graph.nodes:
             if _is_time_tile(node, self.timesteps):
@@ -165,21 +165,6 @@ class HoistTimeInvariantPass:
             count += 1
         graph.cleanup().toposort()
         return PassResult(graph, count)
-
-
-def _ranks(graph: gs.Graph) -> dict[str, int]:
-    """Rank of every tensor onnx shape inference can follow (the custom ops stop it,
-    but the time-invariant head lies before them)."""
-    model = gs.export_onnx(graph.copy(), do_type_check=False)
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    ranks = {}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        tt = vi.type.tensor_type
-        if tt.HasField("shape"):
-            ranks[vi.name] = len(tt.shape.dim)
-    for init in model.graph.initializer:
-        ranks[init.name] = len(init.dims)
-    return ranks
 
 
 def _batch_shaped(tensor, rank: int | None) -> bool:
