@@ -13,8 +13,9 @@ import time
 from collections import Counter
 
 from . import __version__
-from .config import ConvertConfig, Reset, ThresholdSpec, VInit, preset_config
+from .config import ConvertConfig, Form, Reset, ThresholdSpec, VInit, preset_config
 from .errors import ConfigError, Onnx2SnnError
+from .memory import DEFAULT_MAX_MEMORY, format_size, parse_size
 
 
 def _positive_int(text: str) -> int:
@@ -37,6 +38,13 @@ def _threshold(text: str) -> ThresholdSpec:
 def _calibrate(text: str):
     try:
         return ConvertConfig.parse_calibrate(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _memory_size(text: str) -> int:
+    try:
+        return parse_size(text)
     except ConfigError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -72,13 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
                    help="membrane reset after a spike (default: subtract)")
     c.add_argument("--batch-size", type=_positive_int, default=64, help="calibration batch size")
+    c.add_argument("--form", choices=[f.value for f in Form], default=Form.FOLDED.value,
+                   help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
+                        "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library)")
 
     e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
     e.add_argument("ann", help="the ANN (.onnx)")
     e.add_argument("snn", help="the SNN written by `onnx2snn convert`")
     e.add_argument("--data", required=True, help=".npz with inputs and labels")
     e.add_argument("--labels-key", default="labels", help="labels array in --data (default: labels)")
-    e.add_argument("--batch-size", type=_positive_int, default=64)
+    e.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="largest batch (default: up to 256); lowered to fit --max-memory")
+    e.add_argument("--max-memory", type=_memory_size, default=DEFAULT_MAX_MEMORY,
+                   help="bound on the estimated peak memory of the runs, e.g. 512MiB (default: 4GiB)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
     i = sub.add_parser("inspect", parents=[common], help="list the graph's ops and whether they convert")
@@ -93,16 +107,17 @@ def _convert(args) -> int:
     check_output_path(args.output, args.model, args.calibration_data)
     given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
                                "v_init": args.v_init, "calibrate": args.calibrate}.items() if v is not None}
-    common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size)
+    common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
+                  form=Form(args.form))
     config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
-    neurons = sum(1 for n in result.model.graph.node if n.op_type == "IFNeuron")
+    neurons = len(result.thresholds)  # one per ReLU; not every form has IFNeuron nodes
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
           f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
-          f"{time.perf_counter() - start:.1f}s")
+          f"{config.form.value} form, {time.perf_counter() - start:.1f}s")
     if args.report:
         print_layer_report(result.layer_reports)
     return 0
@@ -129,7 +144,11 @@ def _evaluate(args) -> int:
     arrays = load_npz(args.data, "evaluation data")
     feeds = match_inputs(arrays, model_inputs(ann), label_key=args.labels_key, what="evaluation data")
     labels = load_labels(arrays, args.labels_key, next(iter(feeds.values())).shape[0], "evaluation data")
-    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json)
+    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json,
+                   max_memory=args.max_memory)
+    if res.memory_estimate:
+        print(f"batch size {res.batch_size}: estimated peak {format_size(res.memory_estimate)} "
+              f"(--max-memory {format_size(args.max_memory)})", file=sys.stderr)
     if args.json:
         print(json.dumps(res.as_dict()))
         return 0

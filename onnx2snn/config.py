@@ -34,6 +34,14 @@ class Reset(str, Enum):
     ZERO = "zero"
 
 
+class Form(str, Enum):
+    """How the SNN runs its T steps (see README, "Runtime forms")."""
+
+    FOLDED = "folded"        # all T steps in one run, time folded into the batch axis (IFNeuron custom op)
+    STREAMING = "streaming"  # one step per run; membrane potentials are explicit inputs/outputs
+    PORTABLE = "portable"    # folded, with the neurons as standard ONNX ops (Scan): no custom-op library
+
+
 @dataclass(frozen=True)
 class ThresholdSpec:
     """How each neuron's threshold is balanced from the calibration statistics.
@@ -87,6 +95,7 @@ class ConvertConfig:
     batch_size: int = 64  # calibration batch size (models with a fixed batch use theirs)
     v_init: VInit = VInit.ZERO
     calibrate: tuple[Calibration, ...] = ()  # applied in the order bias, potential, weight
+    form: Form = Form.FOLDED
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -99,6 +108,10 @@ class ConvertConfig:
         object.__setattr__(self, "v_init", VInit(self.v_init))
         steps = {Calibration(c) for c in self.calibrate}
         object.__setattr__(self, "calibrate", tuple(c for c in Calibration if c in steps))
+        try:
+            object.__setattr__(self, "form", Form(self.form))
+        except ValueError:
+            raise ConfigError(f"form must be one of {', '.join(f.value for f in Form)}, got {self.form!r}") from None
 
     @staticmethod
     def parse_calibrate(text: str) -> tuple[Calibration, ...]:

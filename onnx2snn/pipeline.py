@@ -5,7 +5,8 @@
     calibrate: ReLU outputs' statistics over the data → thresholds
                (max | percentile | mse | ltb) → v_init (0 or θ/2)
                → optional layer-wise bias / potential / weight calibration
-    spike:     ReLU → IFNeuron → time axis (tile inputs) → readout (mean over T)
+    spike:     ReLU → IFNeuron → time axis (tile inputs) → hoist the time-invariant head
+               (it runs once, its output is tiled) → readout (mean over T)
 """
 from __future__ import annotations
 
@@ -21,12 +22,16 @@ from . import __version__
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
-from .config import ConvertConfig, ThresholdMethod, VInit
+from .config import ConvertConfig, Form, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
-from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, MoveMaxPoolPass, ReadoutPass,
+from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
+                    MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
                     export_graph, import_model)
+from .graph.portable import PortableNeuronsPass
 from .graph.readout import RUNNING_SUFFIX
+from .graph.streaming import StreamingFormPass
+from .streaming import META_FORM, streaming_metadata
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +93,23 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
     """Rewrite the canonical ANN into the SNN with the given neuron parameters."""
     graph = import_model(ann)
     SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init)(graph)
-    AddTimeAxisPass(config.timesteps)(graph)
-    ReadoutPass(config.timesteps)(graph)
+    form_meta = {META_FORM: config.form.value}
+    if config.form is Form.STREAMING:
+        states = StreamingFormPass(config.reset.value)(graph)
+        form_meta.update(streaming_metadata(states))
+    else:
+        AddTimeAxisPass(config.timesteps)(graph)
+        HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
+        ReadoutPass(config.timesteps)(graph)
+        if config.form is Form.PORTABLE:
+            PortableNeuronsPass(config.timesteps)(graph)
     snn = export_graph(graph, like=ann)
     del snn.metadata_props[:]
     running = [o.name for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)]
     meta = {
         META_TIMESTEPS: str(config.timesteps),
         META_RUNNING: json.dumps(running),
+        **form_meta,
         "onnx2snn.version": __version__,
         "onnx2snn.threshold": str(config.threshold) + (" channel-wise" if config.channel_wise else ""),
     }

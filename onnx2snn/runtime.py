@@ -55,10 +55,12 @@ class EvaluationResult:
     snn_top1: dict[int, float]   # t -> accuracy after t steps
     timesteps: int
     samples: int
+    batch_size: int = 0          # the batch used (chosen under max_memory when given)
+    memory_estimate: int = 0     # estimated peak bytes at that batch (0: not estimated)
 
     def as_dict(self) -> dict:
         return {"ann_top1": self.ann_top1, "snn_top1": {str(t): a for t, a in self.snn_top1.items()},
-                "timesteps": self.timesteps}
+                "timesteps": self.timesteps, "batch_size": self.batch_size}
 
 
 def _fixed_batch(specs: list[InputSpec]) -> int | None:
@@ -66,19 +68,44 @@ def _fixed_batch(specs: list[InputSpec]) -> int | None:
 
 
 def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarray], labels: np.ndarray,
-             batch_size: int = 64, progress: bool = False) -> EvaluationResult:
-    """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``."""
+             batch_size: int | None = 64, progress: bool = False,
+             max_memory: int | None = None) -> EvaluationResult:
+    """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``.
+
+    With ``max_memory`` (bytes), the batch is the largest ≤ ``batch_size`` (None: up to
+    256) whose estimated peak (:mod:`onnx2snn.memory`, ANN and SNN sessions together)
+    stays under it; the result records the batch and the estimate.
+    """
     T = snn_timesteps(snn)
-    running = running_output_name(snn)
+    n = labels.shape[0]
+    fixed = _fixed_batch(model_inputs(snn))
+    estimate = 0
+    if max_memory is not None and fixed is None:
+        from .memory import batch_for_memory
+        from .memory import estimate as estimate_memory
+        batch_size, total = batch_for_memory([estimate_memory(ann), estimate_memory(snn)], max_memory,
+                                             batch_size, n)
+        estimate = total.peak(batch_size)
+    batch_size = batch_size or 64
     runnable = onnx.ModelProto()
     runnable.CopyFrom(ann)
     runnable.ir_version = compatible_ir_version(ann)
     ann_sess = ort.InferenceSession(runnable.SerializeToString(), providers=["CPUExecutionProvider"])
-    snn_sess = InferenceSession(snn)
+    if _form(snn) == "streaming":
+        from .streaming import StreamingSession
+        stream = StreamingSession(snn)
+        mean_name = stream.outputs[0]
+
+        def run_steps(feed):
+            return stream.run(feed, T)[mean_name]
+    else:
+        snn_sess = InferenceSession(snn)
+        running = running_output_name(snn)
+
+        def run_steps(feed):
+            return snn_sess.run([running], feed)[0]
     ann_out = ann_sess.get_outputs()[0].name
-    n = labels.shape[0]
     ann_correct, snn_correct = 0, np.zeros(T, np.int64)
-    fixed = _fixed_batch(model_inputs(snn))
     batches = -(-n // (fixed or batch_size))
     start = 0
     with Progress(batches, "evaluating", enabled=progress) as bar:
@@ -86,9 +113,13 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
             y = labels[start:start + valid]
             logits = ann_sess.run([ann_out], feed)[0][:valid]
             ann_correct += int((logits.argmax(-1) == y).sum())
-            steps = snn_sess.run([running], feed)[0][:, :valid]       # [T, n, K]
+            steps = run_steps(feed)[:, :valid]                        # [T, n, K]
             snn_correct += (steps.argmax(-1) == y[None, :]).sum(axis=1)
             start += valid
             bar.update()
     return EvaluationResult(100.0 * ann_correct / n, {t + 1: 100.0 * float(c) / n for t, c in enumerate(snn_correct)},
-                            T, n)
+                            T, n, fixed or batch_size, estimate)
+
+
+def _form(model: onnx.ModelProto) -> str:
+    return {p.key: p.value for p in model.metadata_props}.get("onnx2snn.form", "folded")

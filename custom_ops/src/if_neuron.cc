@@ -129,10 +129,10 @@ std::string IFNeuronKernel::Where() const {
   return "IFNeuron node '" + node_name_ + "'";
 }
 
-void IFNeuronKernel::Compute(OrtKernelContext* context) const {
-  Ort::KernelContext ctx(context);
-  auto fail = [this](const std::string& what) {
-    throw std::invalid_argument(Where() + ": " + what);
+IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, ResetMode reset,
+                                const std::string& where) {
+  auto fail = [&where](const std::string& what) {
+    throw std::invalid_argument(where + ": " + what);
   };
 
   const Ort::ConstValue x_value = ctx.GetInput(0);
@@ -140,7 +140,7 @@ void IFNeuronKernel::Compute(OrtKernelContext* context) const {
   if (x_shape.size() < 2) {
     fail("input X must have rank >= 2 ([T*N, C, ...]), got shape " + ShapeString(x_shape));
   }
-  const int64_t T = timesteps_;
+  const int64_t T = timesteps;
   if (x_shape[0] % T != 0) {
     fail("X.shape[0] = " + std::to_string(x_shape[0]) + " is not divisible by timesteps = " +
          std::to_string(T) + " (X must be [T*N, C, ...], time-major); X shape " +
@@ -155,7 +155,7 @@ void IFNeuronKernel::Compute(OrtKernelContext* context) const {
   p.channels = C;
   p.inner = Product(x_shape.begin() + 2, x_shape.end());
   p.step_size = Product(step_dims.begin(), step_dims.end());
-  p.reset = reset_;
+  p.reset = reset;
 
   const Ort::ConstValue th_value = ctx.GetInput(1);
   const std::vector<int64_t> th_shape = th_value.GetTensorTypeAndShapeInfo().GetShape();
@@ -203,9 +203,17 @@ void IFNeuronKernel::Compute(OrtKernelContext* context) const {
   }
 
   Ort::UnownedValue y_value = ctx.GetOutput(0, x_shape);
-  if (p.step_size == 0) return;  // empty tensor: nothing to compute
+  if (p.step_size == 0) return p;  // empty tensor: nothing to compute
   p.x = x_value.GetTensorData<float>();
   p.y = y_value.GetTensorMutableData<float>();
+  return p;
+}
+
+void IFNeuronKernel::Compute(OrtKernelContext* context) const {
+  Ort::KernelContext ctx(context);
+  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, Where());
+  if (p.step_size == 0) return;
+  const int64_t T = p.timesteps;
 
   const int64_t blocks = IFNeuronBlockCount(p);
   if (blocks > 1 && p.step_size * T >= kMinParallelWork) {
@@ -231,9 +239,8 @@ OrtStatusPtr IFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
   }
 }
 
-OrtStatusPtr IFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
-                                        void** op_kernel) const {
-  *op_kernel = nullptr;
+OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps_out,
+                                     ResetMode* reset_out, std::string* node_name_out) {
   std::string node_name;
   size_t size = 0;
   if (api.KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
@@ -292,10 +299,25 @@ OrtStatusPtr IFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* 
     }
   }
 
+  *timesteps_out = timesteps;
+  *reset_out = reset;
+  *node_name_out = node_name;
+  return nullptr;
+}
+
+OrtStatusPtr IFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
+                                        void** op_kernel) const {
+  *op_kernel = nullptr;
+  int64_t timesteps = 0;
+  ResetMode reset = ResetMode::kSubtract;
+  std::string node_name;
+  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &node_name)) {
+    return status;
+  }
   try {
     *op_kernel = new IFNeuronKernel(timesteps, reset, node_name);
   } catch (const std::exception& e) {
-    return api.CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
+    return api.CreateStatus(ORT_FAIL, ("IFNeuron node '" + node_name + "': " + e.what()).c_str());
   }
   return nullptr;
 }

@@ -59,6 +59,18 @@ inline int64_t IFNeuronBlockCount(const IFNeuronProblem& p) {
 // Blocks are independent; never throws.
 void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;
 
+// Validates the inputs of one IFNeuron call (shapes of X, threshold, v_init),
+// allocates Y and returns the problem, its pointers into the context's tensors
+// (device pointers for a GPU kernel); step_size == 0 means nothing to compute.
+// Throws std::invalid_argument with `where` and the reason.
+IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, ResetMode reset,
+                                const std::string& where);
+
+// Reads and checks the attributes timesteps (int >= 1) and reset ("subtract" |
+// "zero") and the node name; an OrtStatus naming the node on error.
+OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps,
+                                     ResetMode* reset, std::string* node_name);
+
 // Kernel instance: one per node, holds the attributes.
 struct IFNeuronKernel {
   IFNeuronKernel(int64_t timesteps, ResetMode reset, std::string node_name)

@@ -10,6 +10,9 @@
 
 #include "if_neuron.h"
 #include "onnxruntime_cxx_api.h"
+#ifdef ONNX2SNN_USE_CUDA
+#include "if_neuron_cuda.h"
+#endif
 
 #if defined(_WIN32)
 #define ONNX2SNN_EXPORT __declspec(dllexport)
@@ -28,9 +31,15 @@ constexpr const char* kDomain = "onnx2snn";
 // A throwing initialiser leaves the static uninitialised; the next call retries.
 OrtCustomOpDomain* SharedDomain() {
   static const onnx2snn::IFNeuronOp if_neuron;
+#ifdef ONNX2SNN_USE_CUDA
+  static const onnx2snn::IFNeuronCudaOp if_neuron_cuda;  // same op, CUDAExecutionProvider
+#endif
   static OrtCustomOpDomain* const domain = [] {
     Ort::CustomOpDomain d{kDomain};
     d.Add(&if_neuron);
+#ifdef ONNX2SNN_USE_CUDA
+    d.Add(&if_neuron_cuda);
+#endif
     return d.release();
   }();
   return domain;

@@ -1,0 +1,154 @@
+"""SNN speed per time step against the ANN, firing rates, and an event-driven estimate.
+
+For the bundled MNIST CNN and (when present) ../shared/models/cifar10_resnet32.onnx:
+convert (channel-wise percentile:99.99), then on one batch with the same
+onnxruntime threads (2) time
+
+    ratio = time(SNN run of T steps) / (T × time(ANN run))
+
+for the folded form (one run), the streaming form (T runs) and the portable
+form (one run, Scan). Best of --repeat runs each, measured side by side.
+
+Firing rate of a layer: the fraction of (neuron, step) pairs that spike.
+Event-driven estimate (an estimate, not a measurement): a layer fed by spikes
+needs rate × its dense multiply-adds if it only processed the spikes; the
+saving is 1 − Σ rate·MACs / Σ MACs over the conv/gemm layers (the first
+layer's analog input gets no saving). It ignores the cost of the sparse
+gathers, which on CPUs usually eats the gain until rates are well below 10%.
+
+    python benchmarks/model_speed.py [--timesteps 16] [--batch 32] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+import onnxruntime as ort
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+import onnx2snn  # noqa: E402
+from onnx2snn.config import Form  # noqa: E402
+from onnx2snn.graph import import_model  # noqa: E402
+from onnx2snn.graph._neuron_ops import tensor_shapes  # noqa: E402
+from onnx2snn.pipeline import build_snn  # noqa: E402
+from onnx2snn.streaming import StreamingSession  # noqa: E402
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+
+
+def cifar(path: Path, n: int) -> np.ndarray:
+    images = np.load(path)["images"][:n]
+    return ((images.transpose(0, 3, 1, 2).astype(np.float32) / 255.0) - MEAN) / STD
+
+
+def options(threads: int) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return opts
+
+
+def best(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def conv_macs(ann: onnx.ModelProto) -> dict[str, int]:
+    """Dense multiply-adds per sample of each Conv/Gemm, keyed by its input tensor."""
+    graph = import_model(ann)
+    for x in graph.inputs:
+        x.shape = [1] + list(x.shape[1:])
+    shapes = tensor_shapes(graph)
+    macs = {}
+    for node in graph.nodes:
+        if node.op not in ("Conv", "Gemm", "MatMul"):
+            continue
+        out = shapes.get(node.outputs[0].name)
+        w = np.asarray(node.inputs[1].values) if hasattr(node.inputs[1], "values") else None
+        if out is None or w is None or not all(isinstance(d, int) for d in out):
+            continue
+        per_out = int(np.prod(w.shape[1:])) if node.op == "Conv" else int(w.shape[1 if node.attrs.get("transB") else 0])
+        macs[node.inputs[0].name] = int(np.prod(out[1:])) * per_out
+    return macs
+
+
+def firing_rates(snn: onnx.ModelProto, feeds, threads: int) -> dict[str, float]:
+    names = [n.output[0] for n in snn.graph.node if n.op_type == "IFNeuron"]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(snn)
+    probe.graph.output.extend([oh.make_empty_tensor_value_info(n) for n in names])
+    outs = onnx2snn.InferenceSession(probe, options(threads)).run(names, feeds)
+    return {n: float(np.count_nonzero(o)) / o.size for n, o in zip(names, outs)}
+
+
+def bench(name: str, model: onnx.ModelProto, calib: np.ndarray, x: np.ndarray, T: int, repeat: int,
+          threads: int) -> None:
+    config = onnx2snn.ConvertConfig(timesteps=T, channel_wise=True)
+    result = onnx2snn.convert(model, {"input": calib}, config)
+    feeds = {"input": x}
+    ann = ort.InferenceSession(result.ann.SerializeToString(), options(threads), providers=["CPUExecutionProvider"])
+    folded = onnx2snn.InferenceSession(result.model, options(threads))
+    portable = ort.InferenceSession(build_snn(result.ann, result.thresholds,
+                                              replace(config, form=Form.PORTABLE)).SerializeToString(),
+                                    options(threads), providers=["CPUExecutionProvider"])
+    streaming = StreamingSession(build_snn(result.ann, result.thresholds, replace(config, form=Form.STREAMING)),
+                                 options(threads))
+    t_ann = best(lambda: ann.run(None, feeds), repeat)
+    rows = [("folded", best(lambda: folded.run(None, feeds), repeat)),
+            ("streaming", best(lambda: streaming.run(feeds, T), max(1, repeat // 2))),
+            ("portable", best(lambda: portable.run(None, feeds), max(1, repeat // 2)))]
+    print(f"\n{name}: batch {x.shape[0]}, T={T}, {threads} threads; ANN {1e3 * t_ann:.1f} ms per run")
+    print("| form | SNN ms per run of T steps | ms per step | SNN / (T × ANN) |")
+    print("|---|---|---|---|")
+    for form, t in rows:
+        print(f"| {form} | {1e3 * t:.1f} | {1e3 * t / T:.2f} | {t / (T * t_ann):.2f} |")
+    rates = firing_rates(result.model, feeds, threads)
+    macs = conv_macs(result.ann)
+    total = sum(macs.values())
+    event = sum(m * rates.get(src, 1.0) for src, m in macs.items())
+    print("| neuron layer | firing rate |")
+    print("|---|---|")
+    for n, r in rates.items():
+        print(f"| {n} | {r:.3f} |")
+    mean_rate = float(np.mean(list(rates.values())))
+    print(f"mean rate {mean_rate:.3f}; estimate (not measured): an event-driven kernel would need "
+          f"{100 * event / total:.0f}% of the dense multiply-adds (saving {100 * (1 - event / total):.0f}%)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--timesteps", "-T", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    print(f"onnxruntime {ort.__version__}")
+    mnist = onnx2snn.load_model(REPO / "models" / "mnist_cnn.onnx")
+    calib = np.load(REPO / "models" / "data" / "mnist_calib.npz")
+    test = np.load(REPO / "models" / "data" / "mnist_test.npz")["x"][:args.batch]
+    bench("MNIST CNN", mnist, next(iter(calib.values())), test, args.timesteps, args.repeat, args.threads)
+    path = SHARED / "models" / "cifar10_resnet32.onnx"
+    if path.exists():
+        calib = cifar(SHARED / "data" / "cifar10_train_jpeg_2048.npz", 256)
+        x = cifar(SHARED / "data" / "cifar10_test_jpeg.npz", args.batch)
+        bench("CIFAR-10 ResNet-32", onnx2snn.load_model(path), calib, x, args.timesteps, args.repeat, args.threads)
+    else:
+        print(f"\n{path} not found: ResNet-32 skipped")
+
+
+if __name__ == "__main__":
+    main()

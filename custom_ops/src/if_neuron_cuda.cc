@@ -1,0 +1,71 @@
+// onnxruntime side of the CUDA IFNeuron: the same shape checks as the CPU
+// kernel (PrepareIFNeuron), then a launch on the session's compute stream.
+#include "if_neuron_cuda.h"
+
+#include <exception>
+#include <stdexcept>
+
+namespace onnx2snn {
+
+OrtStatusPtr IFNeuronCudaKernel::ComputeV2(OrtKernelContext* context) const {
+  const std::string where = "IFNeuron node '" + node_name_ + "' (CUDA)";
+  try {
+    Ort::KernelContext ctx(context);
+    const IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, where);
+    if (p.step_size == 0) return nullptr;
+    IFNeuronCudaArgs a{};
+    a.x = p.x;
+    a.y = p.y;
+    a.threshold = p.threshold;
+    a.v_init = p.v_init;
+    a.timesteps = p.timesteps;
+    a.step_size = p.step_size;
+    a.channels = p.channels;
+    a.inner = p.inner;
+    a.per_channel = p.per_channel ? 1 : 0;
+    a.subtract = p.reset == ResetMode::kSubtract ? 1 : 0;
+    if (p.v_init == nullptr) {
+      a.v_init_mode = 0;
+    } else if (p.v_init_size == 1) {
+      a.v_init_mode = 1;
+    } else if (p.v_init_size == p.step_size) {
+      a.v_init_mode = 2;
+    } else {
+      a.v_init_mode = 3;
+      a.rank = static_cast<int32_t>(p.step_dims.size());
+      for (size_t d = 0; d < p.step_dims.size(); ++d) {
+        a.dims[d] = p.step_dims[d];
+        a.v_init_strides[d] = p.v_init_strides[d];
+      }
+    }
+    if (const char* err = LaunchIFNeuronCuda(a, ctx.GetGPUComputeStream())) {
+      return Ort::GetApi().CreateStatus(ORT_FAIL, (where + ": CUDA launch failed: " + err).c_str());
+    }
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (where + ": " + e.what()).c_str());
+  } catch (const std::invalid_argument& e) {
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
+  }
+}
+
+OrtStatusPtr IFNeuronCudaOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
+                                            void** op_kernel) const {
+  *op_kernel = nullptr;
+  int64_t timesteps = 0;
+  ResetMode reset = ResetMode::kSubtract;
+  std::string node_name;
+  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &node_name)) {
+    return status;
+  }
+  try {
+    *op_kernel = new IFNeuronCudaKernel(timesteps, reset, node_name);
+  } catch (const std::exception& e) {
+    return api.CreateStatus(ORT_FAIL, ("IFNeuron node '" + node_name + "': " + e.what()).c_str());
+  }
+  return nullptr;
+}
+
+}  // namespace onnx2snn

@@ -1,0 +1,70 @@
+// IFNeuron for the CUDA execution provider: same op, same semantics and the
+// same bit-exact results as the CPU kernel (if_neuron.h). Built only with
+// -DONNX2SNN_USE_CUDA=ON.
+//
+// if_neuron_cuda.cc holds the onnxruntime side (shapes, attributes, stream);
+// if_neuron.cu the device code, which sees no onnxruntime type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "if_neuron.h"
+
+namespace onnx2snn {
+
+// Everything the device kernel needs, by value (v_init broadcast as strides).
+struct IFNeuronCudaArgs {
+  const float* x;
+  float* y;
+  const float* threshold;
+  const float* v_init;  // nullptr: 0
+  int64_t timesteps;
+  int64_t step_size;
+  int64_t channels;
+  int64_t inner;
+  int32_t per_channel;
+  int32_t subtract;
+  int32_t rank;  // of one step [N, C, ...]; used when v_init needs a general broadcast
+  int32_t v_init_mode;  // 0: none, 1: scalar, 2: same size, 3: general broadcast
+  int64_t dims[kIFNeuronMaxRank];
+  int64_t v_init_strides[kIFNeuronMaxRank];
+};
+
+// Launches the kernel on `stream` (a cudaStream_t); returns a CUDA error string or nullptr.
+const char* LaunchIFNeuronCuda(const IFNeuronCudaArgs& args, void* stream);
+
+struct IFNeuronCudaKernel {
+  IFNeuronCudaKernel(int64_t timesteps, ResetMode reset, std::string node_name)
+      : timesteps_(timesteps), reset_(reset), node_name_(std::move(node_name)) {}
+
+  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+
+ private:
+  int64_t timesteps_;
+  ResetMode reset_;
+  std::string node_name_;
+};
+
+struct IFNeuronCudaOp : Ort::CustomOpBase<IFNeuronCudaOp, IFNeuronCudaKernel, true> {
+  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
+                              void** op_kernel) const;
+
+  const char* GetName() const { return "IFNeuron"; }
+  const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
+
+  size_t GetInputTypeCount() const { return 3; }
+  ONNXTensorElementDataType GetInputType(size_t) const {
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+  OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
+    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+  }
+
+  size_t GetOutputTypeCount() const { return 1; }
+  ONNXTensorElementDataType GetOutputType(size_t) const {
+    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+  }
+};
+
+}  // namespace onnx2snn

@@ -1,0 +1,112 @@
+"""The IF neuron's step in standard ONNX ops, and tensor shapes through custom ops.
+
+One step of ``IFNeuron`` (:mod:`onnx2snn.neurons.if_neuron`) per element::
+
+    v1 = Add(v, x)                 v + x_t
+    s  = GreaterOrEqual(v1, θ)     v ≥ θ_c
+    y  = Where(s, θ, 0)            y_t = s·θ_c
+    v' = Where(s, Sub(v1, θ), v1)  (reset "subtract"; Where(s, 0, v1) for "zero")
+
+Each of Add, Sub, GreaterOrEqual and Where is one correctly rounded IEEE
+float32 operation (no multiply, so no fused multiply-add can creep in), in the
+same order as the reference and the C++ kernel: the step is bit-exact to them,
+NaN and ±Inf included (NaN ≥ θ is false in all three). That is why the
+streaming and portable forms use these ops instead of a second custom op: they
+run in any onnxruntime (or other ONNX runtime), with no library to build.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..errors import ConversionError
+from ._graph import SNN_DOMAIN, NameScope, constant_value, is_empty
+
+
+def tensor_shapes(graph: gs.Graph) -> dict[str, list]:
+    """Shape of every tensor ONNX shape inference can follow, by name (dims: int, str or None).
+
+    The onnx2snn ops keep their input's shape, so they are read as Identity for
+    the inference, which then goes on past them.
+    """
+    model = gs.export_onnx(graph.copy(), do_type_check=False)
+    for node in model.graph.node:
+        if node.domain == SNN_DOMAIN:
+            del node.input[1:]
+            del node.output[1:]
+            del node.attribute[:]
+            node.op_type, node.domain = "Identity", ""
+    kept = [o for o in model.opset_import if o.domain != SNN_DOMAIN]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        tt = vi.type.tensor_type
+        if tt.HasField("shape"):
+            shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                               for d in tt.shape.dim]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    return shapes
+
+
+def broadcast_threshold(theta: np.ndarray, rank: int) -> np.ndarray:
+    """θ of shape [], [1] or [C] as an array that broadcasts against [N, C, ...] of ``rank``."""
+    theta = np.asarray(theta, np.float32)
+    if theta.size == 1 and theta.ndim <= 1:
+        return theta.reshape(())
+    return theta.reshape([-1] + [1] * (rank - 2))
+
+
+def neuron_params(node: gs.Node, rank: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(θ broadcastable to one step, v_init or None) of an IFNeuron with constant parameters."""
+    where = f"node '{node.name}' ({node.op})"
+    theta = constant_value(node.inputs[1])
+    if theta is None:
+        raise ConversionError(f"{where}: its threshold is computed, not a constant; only the folded form "
+                              "can run it")
+    if rank is None or rank < 2:
+        raise ConversionError(f"{where}: the rank of its input is unknown; export the model with shapes")
+    v0 = None
+    if len(node.inputs) > 2 and not is_empty(node.inputs[2]):
+        v0 = constant_value(node.inputs[2])
+        if v0 is None:
+            raise ConversionError(f"{where}: its v_init is computed, not a constant")
+        v0 = np.asarray(v0, np.float32)
+    return broadcast_threshold(theta, rank), v0
+
+
+def if_step_nodes(names: NameScope, prefix: str, x, v, theta: np.ndarray, reset: str, opset: int,
+                  y, v_next) -> list[gs.Node]:
+    """Nodes computing one IF step: y, v_next from input current x and potential v."""
+    if opset < 11:
+        raise ConversionError(f"'{prefix}': the standard-op IF step needs opset >= 11 (GreaterOrEqual, or "
+                              f"Greater/Equal on floats); the model has opset {opset}: re-export it or use "
+                              "the folded form")
+    th = gs.Constant(names.fresh(prefix + "_theta"), np.asarray(theta, np.float32))
+    zero = gs.Constant(names.fresh(prefix + "_zero"), np.array(0.0, np.float32))
+
+    def var(suffix, dtype=np.float32):
+        return gs.Variable(names.fresh(prefix + suffix), dtype=dtype)
+
+    v1, spike = var("_v_integrated"), var("_spike", np.bool_)
+    nodes = [gs.Node("Add", names.fresh(prefix + "/integrate"), inputs=[v, x], outputs=[v1])]
+    if opset >= 12:
+        nodes.append(gs.Node("GreaterOrEqual", names.fresh(prefix + "/fire"), inputs=[v1, th], outputs=[spike]))
+    else:
+        gt, eq = var("_above", np.bool_), var("_at", np.bool_)
+        nodes += [gs.Node("Greater", names.fresh(prefix + "/above"), inputs=[v1, th], outputs=[gt]),
+                  gs.Node("Equal", names.fresh(prefix + "/at"), inputs=[v1, th], outputs=[eq]),
+                  gs.Node("Or", names.fresh(prefix + "/fire"), inputs=[gt, eq], outputs=[spike])]
+    nodes.append(gs.Node("Where", names.fresh(prefix + "/emit"), inputs=[spike, th, zero], outputs=[y]))
+    if reset == "subtract":
+        lowered = var("_v_lowered")
+        nodes += [gs.Node("Sub", names.fresh(prefix + "/lower"), inputs=[v1, th], outputs=[lowered]),
+                  gs.Node("Where", names.fresh(prefix + "/reset"), inputs=[spike, lowered, v1], outputs=[v_next])]
+    elif reset == "zero":
+        nodes.append(gs.Node("Where", names.fresh(prefix + "/reset"), inputs=[spike, zero, v1], outputs=[v_next]))
+    else:
+        raise ConversionError(f"'{prefix}': unknown reset {reset!r}")
+    return nodes

@@ -1,0 +1,100 @@
+"""Memory estimate of a run, and the batch size that keeps it under a limit.
+
+A run's memory is about linear in the batch size B:
+
+    peak(B) ≈ weights + B · (bytes of every tensor the graph computes for one sample)
+
+The per-sample bytes come from ONNX shape inference on a copy of the model with
+batch 1 (the onnx2snn ops keep their input's shape, :func:`tensor_shapes`); for
+the folded SNN they include its T steps (every tensor after the time Tile has
+T rows per sample). Summing every tensor ignores onnxruntime's buffer reuse, so
+the estimate is an upper bound of the planned memory, with room for the
+arena's rounding (``benchmarks/memory_check.py`` measures peak RSS against it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from .errors import ConfigError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+DEFAULT_MAX_MEMORY = 4 * 1024**3
+AUTO_BATCH_CAP = 256  # beyond this, a larger batch gains onnxruntime on CPU little
+
+
+def parse_size(text: str) -> int:
+    """``4GiB``, ``512MiB``, ``2G``, ``1000000`` → bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ConfigError(f"memory size '{text}' is not understood; write e.g. 4GiB, 512MiB or 2GB")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise ConfigError(f"memory size '{text}' must be positive")
+    return value
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    fixed: int        # weights (initializers), once per session
+    per_sample: int   # every computed tensor, for one sample (all T steps of the folded SNN)
+
+    def peak(self, batch: int) -> int:
+        return self.fixed + batch * self.per_sample
+
+    def __add__(self, other: "MemoryEstimate") -> "MemoryEstimate":
+        return MemoryEstimate(self.fixed + other.fixed, self.per_sample + other.per_sample)
+
+
+def estimate(model: onnx.ModelProto) -> MemoryEstimate:
+    """Weights and per-sample activation bytes of one run of ``model``."""
+    from .data import model_inputs
+    from .graph import import_model
+    from .graph._neuron_ops import tensor_shapes
+
+    graph = import_model(model)
+    specs = {s.name: s for s in model_inputs(model)}
+    fixed_batch = 1
+    for x in graph.inputs:
+        if x.name in specs and x.shape:
+            if isinstance(x.shape[0], int) and x.shape[0] > 0:
+                fixed_batch = x.shape[0]
+            x.shape = [fixed_batch if k == 0 else d for k, d in enumerate(x.shape)]
+    shapes = tensor_shapes(graph)
+    weights = sum(int(np.asarray(t.values).nbytes) for t in graph.tensors().values()
+                  if hasattr(t, "values"))
+    computed = {t.name for n in graph.nodes for t in n.outputs} | {t.name for t in graph.inputs}
+    per_run = 0
+    for name in computed:
+        tensor = graph.tensors().get(name)
+        dtype = np.dtype(tensor.dtype) if tensor is not None and tensor.dtype is not None else np.dtype(np.float32)
+        dims = shapes.get(name)
+        if dims is None or not all(isinstance(d, int) for d in dims):
+            continue  # unknown: shape arithmetic and scalars, negligible next to activations
+        per_run += int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    return MemoryEstimate(weights, -(-per_run // fixed_batch))
+
+
+def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
+                     samples: int) -> tuple[int, MemoryEstimate]:
+    """Largest batch ≤ ``requested`` (default: min(samples, AUTO_BATCH_CAP)) whose summed
+    estimate stays ≤ ``limit``; at least 1."""
+    total = MemoryEstimate(0, 0)
+    for e in estimates:
+        total = total + e
+    cap = requested or max(1, min(samples, AUTO_BATCH_CAP))
+    fits = (limit - total.fixed) // max(total.per_sample, 1)
+    return int(max(1, min(cap, fits))), total

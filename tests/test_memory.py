@@ -1,0 +1,79 @@
+"""Memory-bounded evaluation: the estimate, the batch it picks, and the CLI line."""
+import numpy as np
+import pytest
+
+import onnx2snn
+from conftest import MODELS
+from onnx2snn.cli import main
+from onnx2snn.errors import ConfigError
+from onnx2snn.memory import MemoryEstimate, batch_for_memory, estimate, parse_size
+
+
+@pytest.mark.parametrize("text, value", [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("2GB", 2 * 10**9),
+                                         ("1.5 kib", 1536), ("1000", 1000)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "4 parsecs", "-1GiB", "0"])
+def test_parse_size_errors(text):
+    with pytest.raises(ConfigError, match="memory size"):
+        parse_size(text)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    model = onnx2snn.load_model(MODELS / "mnist_cnn.onnx")
+    x = np.load(MODELS / "data" / "mnist_test.npz")
+    return model, x["x"][:100], x["labels"][:100]
+
+
+def test_estimate_scales_with_timesteps(mnist):
+    model, x, _ = mnist
+    per = {T: estimate(onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=T)).model)
+           for T in (4, 16)}
+    ann = estimate(onnx2snn.prepare(model))
+    # conv1 16x28x28, conv2/conv3/Add/IF 32x14x14 ...: the ANN holds ~236 KiB per sample
+    assert 200 * 1024 < ann.per_sample < 300 * 1024
+    assert 3.5 < per[16].per_sample / per[4].per_sample < 4.1  # all but the hoisted conv scale with T
+    assert per[4].per_sample > 3 * ann.per_sample and per[4].fixed == pytest.approx(ann.fixed, rel=0.1)
+
+
+def test_batch_for_memory():
+    e = MemoryEstimate(fixed=1000, per_sample=100)
+    assert batch_for_memory([e], 1000 + 100 * 50, None, 10_000) == (50, e)
+    assert batch_for_memory([e], 10**9, None, 30)[0] == 30          # no more than the samples
+    assert batch_for_memory([e], 10**9, 8, 30)[0] == 8              # no more than asked
+    assert batch_for_memory([e], 10, None, 30)[0] == 1              # at least one
+    assert batch_for_memory([e, e], 2000 + 200 * 7, None, 100)[0] == 7
+
+
+def test_evaluate_picks_batch_under_limit(mnist):
+    model, x, labels = mnist
+    result = onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=8))
+    total = estimate(result.ann) + estimate(result.model)
+    limit = total.fixed + 10 * total.per_sample + 1
+    res = onnx2snn.evaluate(result.ann, result.model, {"input": x}, labels, None, max_memory=limit)
+    assert res.batch_size == 10 and 0 < res.memory_estimate <= limit
+    full = onnx2snn.evaluate(result.ann, result.model, {"input": x}, labels, 64)
+    assert full.snn_top1 == res.snn_top1 and full.batch_size == 64
+
+
+def test_cli_says_the_batch(tmp_path, capsys):
+    out = tmp_path / "snn.onnx"
+    assert main(["convert", str(MODELS / "mnist_cnn.onnx"), "-o", str(out), "--calibration-data",
+                 str(MODELS / "data" / "mnist_calib.npz"), "-T", "4", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(MODELS / "mnist_cnn.onnx"), str(out), "--data",
+                 str(MODELS / "data" / "mnist_test.npz"), "--max-memory", "20MiB", "--json", "-q"]) == 0
+    captured = capsys.readouterr()
+    line = [ln for ln in captured.err.splitlines() if ln.startswith("batch size")]
+    assert len(line) == 1 and "(--max-memory 20.0 MiB)" in line[0]
+    batch = int(line[0].split()[2].rstrip(":"))
+    assert 1 <= batch < 64
+
+
+def test_cli_bad_memory_flag(capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "a.onnx", "b.onnx", "--data", "d.npz", "--max-memory", "lots"])
+    assert "memory size 'lots'" in capsys.readouterr().err
