@@ -167,3 +167,31 @@ def test_evaluate_missing_labels(tmp_path, capsys):
 def test_python_module_entry(tmp_path):
     res = subprocess.run([sys.executable, "-m", "onnx2snn.cli", "inspect", MODEL], capture_output=True, text=True)
     assert res.returncode == 0 and "convertible" in res.stdout
+
+
+def test_convert_preset_best_with_report(tmp_path, capsys):
+    out = tmp_path / "snn.onnx"
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--report")) == 0
+    text = capsys.readouterr().out
+    assert "threshold mse channel-wise, v_init half, calibration bias,potential,weight" in text
+    assert "floor before" in text and text.count("/relu") == 3
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--calibrate", "bias,colour"], "unknown step"),
+    (["--v-init", "quarter"], "invalid choice"),
+    (["--threshold", "median"], "not known"),
+])
+def test_bad_calibration_flags(tmp_path, capsys, flags, fragment):
+    out = tmp_path / "o.onnx"
+    with pytest.raises(SystemExit) as info:
+        main(convert_args(out, MODEL, CALIB, "-T", "4", *flags))
+    assert info.value.code == 2 and fragment in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("threshold", ["mse", "ltb"])
+def test_convert_mse_and_ltb_thresholds(tmp_path, capsys, threshold):
+    out = tmp_path / "snn.onnx"
+    assert main(convert_args(out, MODEL, CALIB, "-T", "8", "--threshold", threshold, "--channel-wise")) == 0
+    assert f"threshold {threshold} channel-wise" in capsys.readouterr().out

@@ -41,7 +41,8 @@ def mse_threshold(stats: ActivationStats, timesteps: int, offset: float = 0.0) -
         if stats.max[g] <= 0:
             continue
         thetas = stats.max[g] * np.arange(1, MSE_CANDIDATES + 1) / MSE_CANDIDATES  # [K]
-        c, h = centres[g][stats.hist[g] > 0], stats.hist[g][stats.hist[g] > 0]
+        # bin centres stand for their values; none is above the largest value seen
+        c, h = np.minimum(centres[g][stats.hist[g] > 0], stats.max[g]), stats.hist[g][stats.hist[g] > 0]
         q = quantize(c[None, :], thetas[:, None], timesteps, offset)                # [K, B']
         err = ((c[None, :] - q) ** 2 * h[None, :]).sum(axis=1)
         best[g] = thetas[int(np.argmin(err))]

@@ -1,0 +1,114 @@
+"""Layer-wise calibration on graphs whose answer is known by hand, and end to end."""
+import numpy as np
+import onnx.helper as oh
+import pytest
+from onnx import numpy_helper
+
+import onnx2snn
+from conftest import MODELS, make_model
+from onnx2snn.config import ConvertConfig, ThresholdSpec
+
+
+def one_neuron_model():
+    """x -> Gemm(1·x + 0) -> Relu -> Gemm(1·r + 0): a single IF neuron."""
+    nodes = [oh.make_node("Gemm", ["x", "w1", "b1"], ["z"], name="fc1"), oh.make_node("Relu", ["z"], ["a"]),
+             oh.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2")]
+    one, zero = np.ones((1, 1), np.float32), np.zeros(1, np.float32)
+    return make_model(nodes, [("x", ["N", 1])], [("y", ["N", 1])], {"w1": one, "b1": zero, "w2": one, "b2": zero})
+
+
+def bias_of(model, name="b1"):
+    return numpy_helper.to_array(next(i for i in model.graph.initializer if i.name.startswith(name)))
+
+
+# Calibration data: x = 0.3 and x = 1.0, so θ = max = 1. With T = 4 and v0 = 0 the
+# first sample's potential is 0.3, 0.6, 0.9, 1.2 -> one spike -> r̄ = 0.25 (a = 0.3,
+# error 0.05); the second fires every step (r̄ = 1 = a, error 0). Mean error 0.025.
+DATA = {"x": np.array([[0.3], [1.0]], np.float32)}
+CFG = dict(timesteps=4, threshold=ThresholdSpec.parse("max"))
+
+
+def test_bias_calibration_by_hand():
+    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, calibrate=("bias",)))
+    fc1 = next(n for n in result.model.graph.node if n.name == "fc1")
+    bias = numpy_helper.to_array(next(i for i in result.model.graph.initializer if i.name == fc1.input[2]))
+    np.testing.assert_allclose(bias, [0.025], atol=1e-6)
+    # the ANN returned is the uncalibrated one
+    np.testing.assert_array_equal(bias_of(result.ann), [0.0])
+    report = result.layer_reports[0]
+    assert report.clip_err == 0.0
+    # before: (0.3 - 0.25)^2 / (0.3^2 + 1)
+    assert report.floor_before == pytest.approx(0.05 ** 2 / (0.09 + 1.0), rel=1e-4)
+
+
+def test_potential_calibration_by_hand():
+    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, calibrate=("potential",)))
+    v0 = result.v_init["a"]
+    np.testing.assert_allclose(np.asarray(v0).reshape(-1), [4 * 0.025], atol=1e-6)
+    neuron = next(n for n in result.model.graph.node if n.op_type == "IFNeuron")
+    assert len(neuron.input) == 3  # v_init is wired into the op
+    # with v0 = 0.1 the first sample now spikes at t = 2 (0.4, 0.7, 1.0): still one spike in 4 steps,
+    # but the error after is not larger than before
+    assert result.layer_reports[0].floor_after <= result.layer_reports[0].floor_before + 1e-9
+
+
+def test_half_init_is_theta_over_two():
+    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, v_init="half"))
+    np.testing.assert_allclose(np.asarray(result.v_init["a"]), 0.5)
+    # with v0 = θ/2 the first sample spikes at 0.5+0.3·2 = 1.1 (t=1) and 1.1-1+0.9... : rounding, 1 spike
+    logits, running = onnx2snn.InferenceSession(result.model).run(None, {"x": DATA["x"]})
+    np.testing.assert_allclose(logits.reshape(-1), [0.25, 1.0], atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    test = np.load(MODELS / "data" / "mnist_test.npz")
+    return onnx2snn.load_model(MODELS / "mnist_cnn.onnx"), test["x"], test["labels"]
+
+
+def test_calibration_beats_plain_balancing_on_bundled_cnn(mnist):
+    model, x, y = mnist
+    T = 8
+    base = ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half")
+    calibrated = ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse("mse"), channel_wise=True,
+                               v_init="half", calibrate=("weight", "bias", "potential"))
+    calib = MODELS / "data" / "mnist_calib.npz"
+    plain = onnx2snn.convert(model, calib, base)
+    better = onnx2snn.convert(model, calib, calibrated)
+    acc_plain = onnx2snn.evaluate(plain.ann, plain.model, {"input": x}, y, 250).snn_top1[T]
+    acc_cal = onnx2snn.evaluate(better.ann, better.model, {"input": x}, y, 250).snn_top1[T]
+    assert acc_cal > acc_plain + 1.0, (acc_plain, acc_cal)
+    reports = better.layer_reports
+    assert len(reports) == 3
+    # weight calibration lowers its objective wherever it has something to fit
+    assert all(r.wc_after <= r.wc_before + 1e-9 for r in reports)
+    assert any(r.floor_after < r.floor_before for r in reports)
+
+
+def test_mse_threshold_on_exact_values():
+    from onnx2snn.calibration import ActivationStats
+    from onnx2snn.calibration.thresholds import mse_threshold, quantize
+    s = ActivationStats(channel_wise=False, bins=512)
+    s.update(np.full((10, 4), 2.0, np.float32))
+    theta = mse_threshold(s, timesteps=4)
+    # every value equal: the error-free θ is the value itself (up to the histogram's resolution)
+    np.testing.assert_allclose(theta, [2.0], rtol=0.01)
+    np.testing.assert_allclose(quantize(np.array([0.2, 0.9, 5.0]), 1.0, 4), [0.0, 0.75, 1.0])
+    np.testing.assert_allclose(quantize(np.array([0.2, 0.9]), 1.0, 4, offset=0.5), [0.25, 1.0])
+
+
+def test_ltb_thresholds_grow_towards_the_activation_range():
+    from onnx2snn.calibration.ltb import ltb_thresholds
+    from onnx2snn.data import ArrayDataReader
+    nodes = [oh.make_node("Conv", ["x", "w"], ["z"]), oh.make_node("Relu", ["z"], ["a"]),
+             oh.make_node("GlobalAveragePool", ["a"], ["y"])]
+    w = np.array([1.0, 2.0], np.float32).reshape(2, 1, 1, 1)
+    model = make_model(nodes, [("x", ["N", 1, 4, 4])], [("y", ["N", 2, 1, 1])], {"w": w})
+    x = np.random.default_rng(0).uniform(0, 1, (64, 1, 4, 4)).astype(np.float32)
+    reader = ArrayDataReader({"x": x}, 16)
+    th = ltb_thresholds(model, ["a"], {"a": (2, 4, 4)}, reader, passes=4, channel_wise=True)["a"]
+    assert th.shape == (2,) and np.all(th > 0)
+    assert th[1] == pytest.approx(2 * th[0], rel=0.05)  # scales with the channel's range
+    # the first step already jumps to 2·E[relu(z)] (= the max for a uniform [0, max]);
+    # later steps add 2·E[(z − θ)⁺], which is small from there on
+    assert 0.9 < th[0] < 1.2
