@@ -189,7 +189,16 @@ class LayerwiseCalibrator:
         v0 = np.ascontiguousarray(np.broadcast_to(layer.v0, (1,) + current.shape[1:]), dtype=np.float32)
         return self._if_session.run(None, {"x": current, "theta": layer.theta, "v0": v0})[0]
 
-    # ----------------------------------------------------------------------------------------
+    def _simulate(self, layer: _Layer, current: np.ndarray, z: np.ndarray, valid: int):
+        """Spikes y [T·n, ...] of the layer for its input current, their time average r̄,
+        the ANN activation a and its clip to θ, the last three for the ``valid`` samples."""
+        n = current.shape[0] // self.T
+        y = self._spike(layer, current)
+        r = y.reshape((self.T, n) + y.shape[1:]).mean(0)[:valid]
+        a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
+        th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
+        return y, r, a, np.minimum(a, th)
+
     def run(self, feeds: dict[str, np.ndarray], batch_size: int, fixed_batch: int | None = None,
             progress: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[LayerReport]]:
         T = self.T
@@ -248,12 +257,8 @@ class LayerwiseCalibrator:
             res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
             current = res[0]
             n = current.shape[0] // T
-            y = self._spike(layer, current)
-            r = y.reshape((T, n) + y.shape[1:]).mean(0)[:valid]
             z = z_cache[b][i]
-            a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
-            th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
-            ca = np.minimum(a, th)
+            _, r, a, ca = self._simulate(layer, current, z, valid)
             e = a - r
             axes = (0,) + tuple(range(2, e.ndim))
             err_c = e.sum(axis=axes) if err_c is None else err_c + e.sum(axis=axes)
@@ -318,13 +323,8 @@ class LayerwiseCalibrator:
         store[layer.act] = []
         for b, (feed, valid) in enumerate(batches):
             current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
-            n = current.shape[0] // T
-            y = self._spike(layer, current)
-            r = y.reshape((T, n) + y.shape[1:]).mean(0)[:valid]
-            z = z_cache[b][i]
-            a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
-            th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
-            floor_after += _sq(np.minimum(a, th) - r)
+            y, r, _, ca = self._simulate(layer, current, z_cache[b][i], valid)
+            floor_after += _sq(ca - r)
             store[layer.act].append((np.packbits(y != 0), y.shape, layer.theta))
         report.floor_after = floor_after / denom
         return report
