@@ -139,9 +139,9 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     reader = ArrayDataReader(feeds, config.batch_size, fixed)
     stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
     if spec.method is ThresholdMethod.LTB:
-        reader.rewind()
         shapes = {n: stats[n].shape for n in names}
-        thresholds = ltb_thresholds(ann, names, shapes, reader, channel_wise=config.channel_wise,
+        ltb_reader = ArrayDataReader(feeds, min(config.batch_size, 16), fixed)  # more, smaller steps
+        thresholds = ltb_thresholds(ann, names, shapes, ltb_reader, channel_wise=config.channel_wise,
                                     progress=progress)
     else:
         thresholds = balance_thresholds(stats, spec, T, half)

@@ -106,7 +106,7 @@ def test_ltb_thresholds_grow_towards_the_activation_range():
     model = make_model(nodes, [("x", ["N", 1, 4, 4])], [("y", ["N", 2, 1, 1])], {"w": w})
     x = np.random.default_rng(0).uniform(0, 1, (64, 1, 4, 4)).astype(np.float32)
     reader = ArrayDataReader({"x": x}, 16)
-    th = ltb_thresholds(model, ["a"], {"a": (2, 4, 4)}, reader, passes=4, channel_wise=True)["a"]
+    th = ltb_thresholds(model, ["a"], {"a": (2, 4, 4)}, reader, max_passes=4, channel_wise=True)["a"]
     assert th.shape == (2,) and np.all(th > 0)
     assert th[1] == pytest.approx(2 * th[0], rel=0.05)  # scales with the channel's range
     # the first step already jumps to 2·E[relu(z)] (= the max for a uniform [0, max]);

@@ -9,8 +9,11 @@ their own pre-activation z, computed with the upstream layers already clipped:
 
 starting from θ = 0, one step per calibration batch (this implementation uses
 the thresholds of the previous batch for the clip, so that every layer is
-updated in one onnxruntime run). The method pairs the thresholds with an
-initial membrane potential of θ/2.
+updated in one onnxruntime run). Most pre-activations are below θ, so the
+steps are small and θ approaches the top of the range slowly: passes over the
+calibration data repeat until no layer's mean threshold grows by more than
+``tol`` (1%) in a pass, at most ``max_passes`` (50). The method pairs the
+thresholds with an initial membrane potential of θ/2.
 """
 from __future__ import annotations
 
@@ -54,14 +57,14 @@ def clipped_ann(ann: onnx.ModelProto, shapes: dict[str, tuple]) -> tuple[onnx.Mo
 
 
 def ltb_thresholds(ann: onnx.ModelProto, act_names: list[str], shapes: dict[str, tuple], reader, *,
-                   passes: int = 2, step: float = 1.0, channel_wise: bool = True,
+                   max_passes: int = 50, tol: float = 0.01, step: float = 1.0, channel_wise: bool = True,
                    progress: bool = False) -> dict[str, np.ndarray]:
     model, theta_names, z_names = clipped_ann(ann, shapes)
     session = calibration_session(model)
     thetas = [np.zeros(shapes[n][0], np.float64) for n in act_names]
-    total = len(reader) * passes if hasattr(reader, "__len__") else None
-    with Progress(total, "threshold balancing (ltb)", enabled=progress) as bar:
-        for _ in range(passes):
+    with Progress(None, "threshold balancing (ltb)", enabled=progress) as bar:
+        for _ in range(max_passes):
+            before = np.array([th.mean() for th in thetas])
             if hasattr(reader, "rewind"):
                 reader.rewind()
             batches = 0
@@ -82,7 +85,8 @@ def ltb_thresholds(ann: onnx.ModelProto, act_names: list[str], shapes: dict[str,
                 bar.update()
             if batches == 0:
                 raise CalibrationError("the calibration data reader gave no batch")
-            if not hasattr(reader, "rewind"):
+            after = np.array([th.mean() for th in thetas])
+            if not hasattr(reader, "rewind") or np.all(after - before <= tol * np.maximum(after, 1e-12)):
                 break
     from .thresholds import finalize
     return {n: finalize(th if channel_wise else th[:1], channel_wise) for n, th in zip(act_names, thetas)}
