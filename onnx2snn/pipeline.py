@@ -58,13 +58,15 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     graph = import_model(inferred)
     detect = DetectQuantizedActivationsPass()  # quantized activations → ReLU-like markers (+ table)
-    for step in (FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass(), MoveMaxPoolPass()):
+    move = MoveMaxPoolPass()
+    for step in (FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass(), move):
         result = step(graph)
         log.info("%s: %d rewrite(s)", type(step).__name__, result.count)
     check_supported(graph)
     canonical = export_graph(graph, like=model)
-    if detect.quantizers:
-        canonical.metadata_props.add(key=META_QUANTIZERS, value=quantizers_to_json(detect.quantizers))
+    if detect.quantizers:  # keyed by activation output (a moved MaxPool gives it a new one)
+        table = {move.moved.get(k, k): q for k, q in detect.quantizers.items()}
+        canonical.metadata_props.add(key=META_QUANTIZERS, value=quantizers_to_json(table))
     return canonical
 
 
