@@ -87,7 +87,7 @@ def main() -> None:
                     help="mnist10k.npz (default: ../shared/data/mnist10k.npz relative to the repo root)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "mnist_qcnn.onnx")
     ap.add_argument("--levels", type=int, default=4, help="quantization levels L (default 4)")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)

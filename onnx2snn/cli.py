@@ -172,7 +172,9 @@ def _evaluate(args) -> int:
 def _inspect(args) -> int:
     import onnx
 
+    from .errors import UnsupportedOpError
     from .graph import FoldConstantsPass, find_unsupported, import_model
+    from .graph.detect_quant import DetectQuantizedActivationsPass
     from .graph._graph import relu_cap
     from .io import load_model
 
@@ -180,12 +182,23 @@ def _inspect(args) -> int:
     graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     original = Counter(n.op for n in graph.nodes)
     FoldConstantsPass()(graph)
-    offenders = {name: reason for name, _, reason in find_unsupported(graph)}
+    folded = Counter(n.op for n in graph.nodes)
+    detect = DetectQuantizedActivationsPass()
+    try:
+        detect(graph)
+        quant_offenders = {}
+    except UnsupportedOpError as exc:
+        quant_offenders = {name: reason for name, _, reason in exc.offenders}
+    offenders = {**{name: reason for name, _, reason in find_unsupported(graph)}, **quant_offenders}
+    quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     rows: Counter = Counter()
     for node in graph.nodes:
         name = node.name or f"<unnamed {node.op}>"
         if name in offenders:
             status = "UNSUPPORTED: " + offenders[name]
+        elif name in quantized:
+            q = detect.quantizers[node.outputs[0].name]
+            status = f"quantized activation ({q.levels} levels, {q.pattern}): becomes BIFNeuron"
         elif relu_cap(node)[0]:
             status = "becomes IFNeuron"
         elif node.op == "BatchNormalization":
@@ -203,8 +216,10 @@ def _inspect(args) -> int:
         rows[(node.op, status)] += 1
     remaining = Counter(n.op for n in graph.nodes)
     for op, count in original.items():
-        if count > remaining.get(op, 0):
-            rows[(op, "folded (computes a constant)")] += count - remaining.get(op, 0)
+        if count > folded.get(op, 0):
+            rows[(op, "folded (computes a constant)")] += count - folded.get(op, 0)
+        if folded.get(op, 0) > remaining.get(op, 0):
+            rows[(op, "part of a quantized activation")] += folded.get(op, 0) - remaining.get(op, 0)
     print(f"{args.model}: {sum(original.values())} nodes, opset {graph.opset}")
     print(f"{'op':<22} {'count':>5}  status")
     for (op, status), count in sorted(rows.items(), key=lambda kv: (kv[0][1].startswith("UNSUPPORTED"), kv[0])):

@@ -244,3 +244,13 @@ def test_max_pool_right_after_the_first_layer_is_exact():
     result = onnx2snn.convert(model, None, ConvertConfig(timesteps=8, neuron="bif"))
     got = onnx2snn.InferenceSession(result.model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cli_inspect_reports_quantized_activations(tmp_path, capsys):
+    good, bad = tmp_path / "q.onnx", tmp_path / "bad.onnx"
+    onnx.save(quantized_net("qcfs"), good)
+    onnx.save(_qdq_signed(128, np.uint8, False), bad)
+    assert main(["inspect", str(good)]) == 0
+    assert "quantized activation (4 levels" in capsys.readouterr().out
+    assert main(["inspect", str(bad)]) == 1
+    assert "negative values" in capsys.readouterr().out
