@@ -254,3 +254,15 @@ def test_cli_inspect_reports_quantized_activations(tmp_path, capsys):
     assert "quantized activation (4 levels" in capsys.readouterr().out
     assert main(["inspect", str(bad)]) == 1
     assert "negative values" in capsys.readouterr().out
+
+
+def test_bundled_quantized_mnist_cnn_is_lossless():
+    from conftest import MODELS
+    model = onnx2snn.load_model(str(MODELS / "mnist_qcnn.onnx"))
+    x = np.load(MODELS / "data" / "mnist_test.npz")["x"][:200]
+    (want,) = run(model, {"input": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=12))
+    assert result.exact_timesteps == 12 and len(result.thresholds) == 3
+    got = onnx2snn.InferenceSession(result.model.SerializeToString()).run(None, {"input": x})[0]
+    assert (got.argmax(1) == want.argmax(1)).all()
+    assert np.mean(np.abs(got - want).max(1) <= 1e-4) >= 0.99  # float32 boundary flips aside
