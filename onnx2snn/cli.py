@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 from . import __version__
-from .config import ConvertConfig, Form, Reset, ThresholdSpec, VInit, preset_config
+from .config import ConvertConfig, Form, Neuron, Reset, ThresholdSpec, VInit, preset_config
 from .errors import ConfigError, Onnx2SnnError
 from .memory import DEFAULT_MAX_MEMORY, format_size, parse_size
 
@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", parents=[common], help="convert an ANN to a calibrated SNN")
     c.add_argument("model", help="ANN in ONNX format")
     c.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
-    c.add_argument("--calibration-data", required=True,
-                   help=".npz with arrays keyed by input name (any one array for a single input)")
+    c.add_argument("--calibration-data", default=None,
+                   help=".npz with arrays keyed by input name (any one array for a single input); "
+                        "needed for IF neurons, unused by BIF neurons")
     c.add_argument("--timesteps", "-T", type=_positive_int, required=True, help="number of time steps T >= 1")
     c.add_argument("--threshold", type=_threshold, default=None,
                    help="threshold balancing: max, percentile:P of the positive activations, mse "
@@ -84,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
                         "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library)")
 
+    c.add_argument("--neuron", choices=[n.value for n in Neuron], default=Neuron.AUTO.value,
+                   help="if: integrate-and-fire, calibrated thresholds; bif: bipolar IF, lossless for quantized "
+                        "activations (no calibration); auto (default): bif when every activation is quantized")
+
     e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
     e.add_argument("ann", help="the ANN (.onnx)")
     e.add_argument("snn", help="the SNN written by `onnx2snn convert`")
@@ -104,15 +109,19 @@ def _convert(args) -> int:
     from .io import check_output_path, load_model, save_model
     from .pipeline import convert
 
-    check_output_path(args.output, args.model, args.calibration_data)
+    check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
     given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
                                "v_init": args.v_init, "calibrate": args.calibrate}.items() if v is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
-                  form=Form(args.form))
+                  form=Form(args.form), neuron=Neuron(args.neuron))
     config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
+    if result.exact_timesteps is not None:
+        print(f"wrote {args.output}: {len(result.thresholds)} BIFNeuron layer(s), T={config.timesteps}, "
+              f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
+        return 0
     neurons = len(result.thresholds)  # one per ReLU; not every form has IFNeuron nodes
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
@@ -163,7 +172,9 @@ def _evaluate(args) -> int:
 def _inspect(args) -> int:
     import onnx
 
+    from .errors import UnsupportedOpError
     from .graph import FoldConstantsPass, find_unsupported, import_model
+    from .graph.detect_quant import DetectQuantizedActivationsPass
     from .graph._graph import relu_cap
     from .io import load_model
 
@@ -171,12 +182,23 @@ def _inspect(args) -> int:
     graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     original = Counter(n.op for n in graph.nodes)
     FoldConstantsPass()(graph)
-    offenders = {name: reason for name, _, reason in find_unsupported(graph)}
+    folded = Counter(n.op for n in graph.nodes)
+    detect = DetectQuantizedActivationsPass()
+    try:
+        detect(graph)
+        quant_offenders = {}
+    except UnsupportedOpError as exc:
+        quant_offenders = {name: reason for name, _, reason in exc.offenders}
+    offenders = {**{name: reason for name, _, reason in find_unsupported(graph)}, **quant_offenders}
+    quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     rows: Counter = Counter()
     for node in graph.nodes:
         name = node.name or f"<unnamed {node.op}>"
         if name in offenders:
             status = "UNSUPPORTED: " + offenders[name]
+        elif name in quantized:
+            q = detect.quantizers[node.outputs[0].name]
+            status = f"quantized activation ({q.levels} levels, {q.pattern}): becomes BIFNeuron"
         elif relu_cap(node)[0]:
             status = "becomes IFNeuron"
         elif node.op == "BatchNormalization":
@@ -194,8 +216,10 @@ def _inspect(args) -> int:
         rows[(node.op, status)] += 1
     remaining = Counter(n.op for n in graph.nodes)
     for op, count in original.items():
-        if count > remaining.get(op, 0):
-            rows[(op, "folded (computes a constant)")] += count - remaining.get(op, 0)
+        if count > folded.get(op, 0):
+            rows[(op, "folded (computes a constant)")] += count - folded.get(op, 0)
+        if folded.get(op, 0) > remaining.get(op, 0):
+            rows[(op, "part of a quantized activation")] += folded.get(op, 0) - remaining.get(op, 0)
     print(f"{args.model}: {sum(original.values())} nodes, opset {graph.opset}")
     print(f"{'op':<22} {'count':>5}  status")
     for (op, status), count in sorted(rows.items(), key=lambda kv: (kv[0][1].startswith("UNSUPPORTED"), kv[0])):

@@ -42,6 +42,14 @@ class Form(str, Enum):
     PORTABLE = "portable"    # folded, with the neurons as standard ONNX ops (Scan): no custom-op library
 
 
+class Neuron(str, Enum):
+    """Which spiking neuron replaces the activations."""
+
+    IF = "if"      # integrate-and-fire, thresholds calibrated on data (rate coding)
+    BIF = "bif"    # bipolar IF with bounded count: lossless for quantized activations, no calibration
+    AUTO = "auto"  # bif when every activation of the graph is quantized, else if
+
+
 @dataclass(frozen=True)
 class ThresholdSpec:
     """How each neuron's threshold is balanced from the calibration statistics.
@@ -96,6 +104,7 @@ class ConvertConfig:
     v_init: VInit = VInit.ZERO
     calibrate: tuple[Calibration, ...] = ()  # applied in the order bias, potential, weight
     form: Form = Form.FOLDED
+    neuron: Neuron = Neuron.AUTO
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -112,6 +121,11 @@ class ConvertConfig:
             object.__setattr__(self, "form", Form(self.form))
         except ValueError:
             raise ConfigError(f"form must be one of {', '.join(f.value for f in Form)}, got {self.form!r}") from None
+        try:
+            object.__setattr__(self, "neuron", Neuron(self.neuron))
+        except ValueError:
+            raise ConfigError(f"neuron must be one of {', '.join(n.value for n in Neuron)}, "
+                              f"got {self.neuron!r}") from None
 
     @staticmethod
     def parse_calibrate(text: str) -> tuple[Calibration, ...]:

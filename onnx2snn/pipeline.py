@@ -18,16 +18,17 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from . import __version__
+from . import __version__, bif
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
-from .config import ConvertConfig, Form, ThresholdMethod, VInit
+from .config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
 from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
                     MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
                     export_graph, import_model)
+from .graph.detect_quant import META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_to_json
 from .graph.portable import PortableNeuronsPass
 from .graph.readout import RUNNING_SUFFIX
 from .graph.streaming import StreamingFormPass
@@ -47,6 +48,7 @@ class ConversionResult:
     config: ConvertConfig
     v_init: Mapping[str, np.ndarray] | None = None
     layer_reports: tuple[LayerReport, ...] = ()
+    exact_timesteps: int | None = None  # BIF: steps after which the SNN equals the quantized ANN
 
 
 def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -55,11 +57,17 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     every node convertible (else UnsupportedOpError naming each offending node)."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     graph = import_model(inferred)
-    for step in (FoldConstantsPass(), RemoveIdentityPass(), FoldBatchNormPass(), MoveMaxPoolPass()):
+    detect = DetectQuantizedActivationsPass()  # quantized activations → ReLU-like markers (+ table)
+    move = MoveMaxPoolPass()
+    for step in (FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass(), move):
         result = step(graph)
         log.info("%s: %d rewrite(s)", type(step).__name__, result.count)
     check_supported(graph)
-    return export_graph(graph, like=model)
+    canonical = export_graph(graph, like=model)
+    if detect.quantizers:  # keyed by activation output (a moved MaxPool gives it a new one)
+        table = {move.moved.get(k, k): q for k, q in detect.quantizers.items()}
+        canonical.metadata_props.add(key=META_QUANTIZERS, value=quantizers_to_json(table))
+    return canonical
 
 
 def activation_names(ann: onnx.ModelProto) -> list[str]:
@@ -127,6 +135,13 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     """Convert ``model`` to an SNN calibrated on ``calibration_data`` (.npz path,
     dict of arrays keyed by input name, or a data reader with ``get_next()``)."""
     ann = prepare(model)
+    if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
+                                       and bif.has_quantized_activations(ann, activation_names(ann))):
+        return _convert_bif(ann, config)
+    if calibration_data is None:
+        from .errors import CalibrationError
+        raise CalibrationError("IF neurons need calibration data (--calibration-data); only a graph whose "
+                               "activations are all quantized converts without (--neuron bif)")
     feeds = calibration_feeds(calibration_data, ann)
     specs = model_inputs(ann)
     fixed = specs[0].fixed_batch if len(specs) == 1 else None
@@ -155,3 +170,16 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
         reports = tuple(layer_reports)
     snn = build_snn(calibrated, thresholds, config, v_init or None)
     return ConversionResult(snn, ann, thresholds, config, v_init, reports)
+
+
+def _convert_bif(ann: onnx.ModelProto, config: ConvertConfig) -> ConversionResult:
+    """Quantized ANN → BIF SNN: no calibration; exact after ``exact_timesteps`` steps (see bif.py)."""
+    snn, thresholds, needed = bif.build_bif_snn(ann, config)
+    del snn.metadata_props[:]
+    running = [o.name for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)]
+    meta = {META_TIMESTEPS: str(config.timesteps), META_RUNNING: json.dumps(running),
+            META_FORM: config.form.value, "onnx2snn.version": __version__,
+            **bif.bif_metadata(dict((p.key, p.value) for p in ann.metadata_props).get(META_QUANTIZERS), needed)}
+    for key, value in list(_metadata(ann).items()) + list(meta.items()):
+        snn.metadata_props.add(key=key, value=value)
+    return ConversionResult(snn, ann, thresholds, config, exact_timesteps=needed)

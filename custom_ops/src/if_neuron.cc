@@ -53,6 +53,8 @@ void StepZero(const float* __restrict x, float* __restrict y, float* __restrict 
   }
 }
 
+}  // namespace
+
 // th[i] = theta of the channel of element begin+i (channel = (e / S) % C).
 void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th) {
   if (!p.per_channel) {
@@ -99,6 +101,8 @@ void FillVInit(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
     }
   }
 }
+
+namespace {
 
 void RunBlockTask(void* problem, size_t block) {
   IFNeuronRunBlock(*static_cast<const IFNeuronProblem*>(problem),

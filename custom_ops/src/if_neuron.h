@@ -55,6 +55,11 @@ inline int64_t IFNeuronBlockCount(const IFNeuronProblem& p) {
   return (p.step_size + kIFNeuronBlock - 1) / kIFNeuronBlock;
 }
 
+// Fill helpers shared with the other neuron kernels (BIFNeuron): th[i] / v[i] =
+// threshold / initial potential of element begin+i of one step, for i < n.
+void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th);
+void FillVInit(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v);
+
 // Runs block `block` (elements [block*kIFNeuronBlock, ...) of every step).
 // Blocks are independent; never throws.
 void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "bif_neuron.h"
 #include "if_neuron.h"
 #include "onnxruntime_cxx_api.h"
 #ifdef ONNX2SNN_USE_CUDA
@@ -31,12 +32,14 @@ constexpr const char* kDomain = "onnx2snn";
 // A throwing initialiser leaves the static uninitialised; the next call retries.
 OrtCustomOpDomain* SharedDomain() {
   static const onnx2snn::IFNeuronOp if_neuron;
+  static const onnx2snn::BIFNeuronOp bif_neuron;
 #ifdef ONNX2SNN_USE_CUDA
   static const onnx2snn::IFNeuronCudaOp if_neuron_cuda;  // same op, CUDAExecutionProvider
 #endif
   static OrtCustomOpDomain* const domain = [] {
     Ort::CustomOpDomain d{kDomain};
     d.Add(&if_neuron);
+    d.Add(&bif_neuron);
 #ifdef ONNX2SNN_USE_CUDA
     d.Add(&if_neuron_cuda);
 #endif

@@ -19,6 +19,9 @@ POOLS = ("MaxPool", "GlobalMaxPool")
 
 
 class MoveMaxPoolPass:
+    def __init__(self):
+        self.moved: dict[str, str] = {}  # activation output name → the moved activation's output name
+
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
         count = 0
@@ -34,6 +37,7 @@ class MoveMaxPoolPass:
                                inputs=[act.inputs[0]], outputs=[pooled])
             new_act = gs.Node(act.op, names.fresh(act.name + "_after_pool"), attrs=dict(act.attrs),
                               inputs=[pooled] + list(act.inputs[1:]), outputs=[pool.outputs[0]])
+            self.moved[act_out.name] = pool.outputs[0].name
             pool.outputs.clear()
             pool.inputs.clear()
             graph.nodes.extend([new_pool, new_act])

@@ -8,6 +8,11 @@ running mean) and adds ``<name>_running_mean`` [T, N, K...], so one run gives
 the prediction at every t ≤ T. A final Softmax/LogSoftmax is applied after the
 averaging (to both outputs), not per step.
 
+With ``reduce="sum"`` (BIF conversion, where the SNN's output is coded as a
+sum over steps) L[t, s] = 1 for s ≤ t: ``<name>_running_mean`` then holds the
+running sum, the SNN's estimate of the output after each step (the name is
+kept so that evaluation finds it).
+
 Only standard ops available since opset 9 are used (Reshape, MatMul, Gather).
 
 Invariant: output names of the ANN are kept with their shapes; one running
@@ -24,14 +29,18 @@ from ._graph import NameScope, PassResult
 RUNNING_SUFFIX = "_running_mean"
 
 
-def running_mean_matrix(timesteps: int) -> np.ndarray:
+def running_mean_matrix(timesteps: int, reduce: str = "mean") -> np.ndarray:
     t = np.arange(timesteps)
-    return (np.tril(np.ones((timesteps, timesteps))) / (t[:, None] + 1)).astype(np.float32)
+    lower = np.tril(np.ones((timesteps, timesteps)))
+    return (lower if reduce == "sum" else lower / (t[:, None] + 1)).astype(np.float32)
 
 
 class ReadoutPass:
-    def __init__(self, timesteps: int):
+    def __init__(self, timesteps: int, reduce: str = "mean"):
+        if reduce not in ("mean", "sum"):
+            raise ConversionError(f"readout reduce must be 'mean' or 'sum', got {reduce!r}")
         self.timesteps = int(timesteps)
+        self.reduce = reduce
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
@@ -72,7 +81,7 @@ class ReadoutPass:
                 gs.Node("Reshape", names.fresh(base + "/readout_reshape"),
                         inputs=[y, const("_steps_shape", np.array([T, -1], np.int64))], outputs=[flat]),
                 gs.Node("MatMul", names.fresh(base + "/readout_running_mean"),
-                        inputs=[const("_running_matrix", running_mean_matrix(T)), flat], outputs=[run_flat]),
+                        inputs=[const("_running_matrix", running_mean_matrix(T, self.reduce)), flat], outputs=[run_flat]),
                 gs.Node("Reshape", names.fresh(base + "/readout_unflatten"),
                         inputs=[run_flat, const("_running_shape", np.array([T, -1] + dims, np.int64))],
                         outputs=[running]),

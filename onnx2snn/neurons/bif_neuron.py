@@ -1,0 +1,119 @@
+"""Numpy reference of the ``BIFNeuron`` op (domain ``onnx2snn``, version 1).
+
+A bipolar integrate-and-fire neuron (Su et al. 2024, "CRNN-SNN conversion")
+with a bounded spike count: it can take back a spike it fired too early, and
+it never fires more than L net spikes. Same layout as ``IFNeuron``: time folded
+into the batch axis, time-major, ``x`` of shape ``[T·N, C, ...]`` with row
+``t·N + n`` = step ``t`` of sample ``n``.
+
+Every element has a membrane potential ``v`` (from ``v_init``, broadcast to one
+step ``[N, C, ...]``, or 0) and a spike count ``k`` (from 0). For t = 0 … T−1,
+in order, ``v`` in float32 and ``k`` an integer::
+
+    v ← v + x_t
+    if   v ≥ θ_c and k < L:  s = +1,  v ← v − θ_c,  k ← k + 1
+    elif v < 0   and k > 0:  s = −1,  v ← v + θ_c,  k ← k − 1
+    else:                    s =  0
+    y_t = s·θ_c                                   (+θ_c, −θ_c or 0)
+
+θ_c is the threshold of the element's channel (axis 1), from a threshold of
+shape ``[]``, ``[1]`` or ``[C]``; L = ``levels`` ≥ 1.
+
+Why these two conditions: in real arithmetic v = v_init + Σx − k·θ, and a
+neuron whose input has stopped changing is at rest (fires no more) exactly when
+k = clip(floor((v_init + Σx)/θ), 0, L). From any other count it moves one step
+towards that value per time step (a positive spike when k is too small, since
+then v ≥ θ; a negative one when too large, since then v < 0). So after the last
+input arrives, at most L steps bring the total output Σ_t y_t = k·θ to the
+quantized activation θ·clip(floor((v_init + Σx)/θ), 0, L) — with v_init = θ/2,
+to round-half-up. That is the lossless conversion of quantized ANNs.
+
+Invariant: the output has the shape of ``x``, dtype float32, every element in
+{−θ_c, 0, θ_c}; the running count Σ_{τ≤t} y_τ/θ_c of each element stays in
+[0, L]. The C++ kernel (``custom_ops/src/bif_neuron.cc``) matches this function
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["bif_neuron"]
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"BIFNeuron: {name} must be an int >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"BIFNeuron: {name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def bif_neuron(
+    x: np.ndarray,
+    threshold: np.ndarray | float,
+    v_init: np.ndarray | float | None = None,
+    *,
+    timesteps: int,
+    levels: int,
+) -> np.ndarray:
+    """Run bipolar IF neurons with spike counts bounded to [0, levels] over ``timesteps`` steps.
+
+    Args:
+        x: input current, shape ``[T·N, C, ...]`` (rank ≥ 2), converted to float32.
+        threshold: θ, shape ``[]``, ``[1]`` or ``[C]`` with ``C = x.shape[1]``.
+        v_init: initial potential, numpy-broadcastable to one step ``[N, C, ...]``;
+            ``None`` means 0.
+        timesteps: T ≥ 1; ``x.shape[0]`` must be a multiple of it.
+        levels: L ≥ 1, the largest spike count.
+
+    Returns:
+        Spikes carrying amplitude ±θ: float32 array of ``x``'s shape, values in ``{−θ_c, 0, θ_c}``.
+
+    Raises:
+        ValueError: on a bad ``timesteps``/``levels`` or on inconsistent shapes.
+    """
+    steps = _check_int("timesteps", timesteps, 1)
+    top = _check_int("levels", levels, 1)
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim < 2:
+        raise ValueError(f"BIFNeuron: X must have rank >= 2 ([T*N, C, ...]), got shape {x.shape}")
+    if x.shape[0] % steps != 0:
+        raise ValueError(
+            f"BIFNeuron: X.shape[0] = {x.shape[0]} is not divisible by timesteps = {steps} "
+            f"(X must be [T*N, C, ...], time-major); X shape {x.shape}")
+    step_shape = (x.shape[0] // steps,) + x.shape[1:]
+    channels = x.shape[1]
+
+    theta = np.asarray(threshold, dtype=np.float32)
+    if theta.shape in ((), (1,)):
+        theta_b = np.broadcast_to(theta.reshape(()), step_shape)
+    elif theta.shape == (channels,):
+        theta_b = np.broadcast_to(theta.reshape((1, channels) + (1,) * (x.ndim - 2)), step_shape)
+    else:
+        raise ValueError(f"BIFNeuron: threshold must have shape [], [1] or [C] with C = X.shape[1] = "
+                         f"{channels}, got {list(theta.shape)}")
+
+    if v_init is None:
+        v = np.zeros(step_shape, dtype=np.float32)
+    else:
+        v0 = np.asarray(v_init, dtype=np.float32)
+        try:
+            v = np.broadcast_to(v0, step_shape).copy()
+        except ValueError:
+            raise ValueError(f"BIFNeuron: v_init of shape {list(v0.shape)} is not broadcastable to one "
+                             f"time step {list(step_shape)} (X shape {list(x.shape)}, timesteps {steps})"
+                             ) from None
+
+    count = np.zeros(step_shape, dtype=np.int32)
+    x_steps = x.reshape((steps,) + step_shape)
+    y = np.empty_like(x_steps)
+    zero = np.float32(0.0)
+    for t in range(steps):
+        v = v + x_steps[t]
+        up = (v >= theta_b) & (count < top)
+        down = ~up & (v < zero) & (count > 0)
+        y[t] = np.where(up, theta_b, np.where(down, -theta_b, zero))
+        v = np.where(up, v - theta_b, np.where(down, v + theta_b, v))
+        count = count + up.astype(np.int32) - down.astype(np.int32)
+    return y.reshape(x.shape)
