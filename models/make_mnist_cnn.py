@@ -31,7 +31,10 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mnist_common import N_TEST_BUNDLED, N_TRAIN, parse_args, setup, train_and_export  # noqa: E402
+# accuracy, preprocess, random_shift are re-exported: make_mnist_qcnn.py imports them from here.
+from _mnist_common import (  # noqa: E402, F401
+    N_TEST_BUNDLED, N_TRAIN, accuracy, parse_args, preprocess, random_shift, setup, train_and_export,
+)
 
 N_CALIB = 256
 
