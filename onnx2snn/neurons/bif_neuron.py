@@ -38,15 +38,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._inputs import check_int, prepare
+
 __all__ = ["bif_neuron"]
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"BIFNeuron: {name} must be an int >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"BIFNeuron: {name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def bif_neuron(
@@ -73,40 +67,10 @@ def bif_neuron(
     Raises:
         ValueError: on a bad ``timesteps``/``levels`` or on inconsistent shapes.
     """
-    steps = _check_int("timesteps", timesteps, 1)
-    top = _check_int("levels", levels, 1)
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim < 2:
-        raise ValueError(f"BIFNeuron: X must have rank >= 2 ([T*N, C, ...]), got shape {x.shape}")
-    if x.shape[0] % steps != 0:
-        raise ValueError(
-            f"BIFNeuron: X.shape[0] = {x.shape[0]} is not divisible by timesteps = {steps} "
-            f"(X must be [T*N, C, ...], time-major); X shape {x.shape}")
-    step_shape = (x.shape[0] // steps,) + x.shape[1:]
-    channels = x.shape[1]
-
-    theta = np.asarray(threshold, dtype=np.float32)
-    if theta.shape in ((), (1,)):
-        theta_b = np.broadcast_to(theta.reshape(()), step_shape)
-    elif theta.shape == (channels,):
-        theta_b = np.broadcast_to(theta.reshape((1, channels) + (1,) * (x.ndim - 2)), step_shape)
-    else:
-        raise ValueError(f"BIFNeuron: threshold must have shape [], [1] or [C] with C = X.shape[1] = "
-                         f"{channels}, got {list(theta.shape)}")
-
-    if v_init is None:
-        v = np.zeros(step_shape, dtype=np.float32)
-    else:
-        v0 = np.asarray(v_init, dtype=np.float32)
-        try:
-            v = np.broadcast_to(v0, step_shape).copy()
-        except ValueError:
-            raise ValueError(f"BIFNeuron: v_init of shape {list(v0.shape)} is not broadcastable to one "
-                             f"time step {list(step_shape)} (X shape {list(x.shape)}, timesteps {steps})"
-                             ) from None
-
-    count = np.zeros(step_shape, dtype=np.int32)
-    x_steps = x.reshape((steps,) + step_shape)
+    steps = check_int("BIFNeuron", "timesteps", timesteps, 1)
+    top = check_int("BIFNeuron", "levels", levels, 1)
+    x_steps, theta_b, v = prepare("BIFNeuron", x, threshold, v_init, steps)
+    count = np.zeros(v.shape, dtype=np.int32)
     y = np.empty_like(x_steps)
     zero = np.float32(0.0)
     for t in range(steps):
@@ -116,4 +80,4 @@ def bif_neuron(
         y[t] = np.where(up, theta_b, np.where(down, -theta_b, zero))
         v = np.where(up, v - theta_b, np.where(down, v + theta_b, v))
         count = count + up.astype(np.int32) - down.astype(np.int32)
-    return y.reshape(x.shape)
+    return y.reshape(np.shape(x))

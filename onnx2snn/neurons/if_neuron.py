@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._inputs import check_int, prepare
+
 __all__ = ["RESET_MODES", "if_neuron"]
 
 RESET_MODES = ("subtract", "zero")
@@ -54,50 +56,10 @@ def if_neuron(
     Raises:
         ValueError: on a bad ``timesteps``/``reset`` or on inconsistent shapes.
     """
-    if isinstance(timesteps, bool) or not isinstance(timesteps, (int, np.integer)):
-        raise ValueError(f"IFNeuron: timesteps must be an int >= 1, got {timesteps!r}")
-    if timesteps < 1:
-        raise ValueError(f"IFNeuron: timesteps must be >= 1, got {timesteps}")
+    steps = check_int("IFNeuron", "timesteps", timesteps, 1)
     if reset not in RESET_MODES:
         raise ValueError(f'IFNeuron: reset must be "subtract" or "zero", got {reset!r}')
-
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim < 2:
-        raise ValueError(f"IFNeuron: X must have rank >= 2 ([T*N, C, ...]), got shape {x.shape}")
-    steps = int(timesteps)
-    if x.shape[0] % steps != 0:
-        raise ValueError(
-            f"IFNeuron: X.shape[0] = {x.shape[0]} is not divisible by timesteps = {steps} "
-            f"(X must be [T*N, C, ...], time-major); X shape {x.shape}"
-        )
-    step_shape = (x.shape[0] // steps,) + x.shape[1:]
-    channels = x.shape[1]
-
-    theta = np.asarray(threshold, dtype=np.float32)
-    if theta.shape in ((), (1,)):
-        theta_b = np.broadcast_to(theta.reshape(()), step_shape)
-    elif theta.shape == (channels,):
-        per_channel = theta.reshape((1, channels) + (1,) * (x.ndim - 2))
-        theta_b = np.broadcast_to(per_channel, step_shape)
-    else:
-        raise ValueError(
-            f"IFNeuron: threshold must have shape [], [1] or [C] with C = X.shape[1] = "
-            f"{channels}, got {list(theta.shape)}"
-        )
-
-    if v_init is None:
-        v = np.zeros(step_shape, dtype=np.float32)
-    else:
-        v0 = np.asarray(v_init, dtype=np.float32)
-        try:
-            v = np.broadcast_to(v0, step_shape).copy()
-        except ValueError:
-            raise ValueError(
-                f"IFNeuron: v_init of shape {list(v0.shape)} is not broadcastable to one time "
-                f"step {list(step_shape)} (X shape {list(x.shape)}, timesteps {steps})"
-            ) from None
-
-    x_steps = x.reshape((steps,) + step_shape)
+    x_steps, theta_b, v = prepare("IFNeuron", x, threshold, v_init, steps)
     y = np.empty_like(x_steps)
     zero = np.float32(0.0)
     for t in range(steps):
@@ -108,4 +70,4 @@ def if_neuron(
             v = np.where(spike, v - theta_b, v)
         else:
             v = np.where(spike, zero, v)
-    return y.reshape(x.shape)
+    return y.reshape(np.shape(x))
