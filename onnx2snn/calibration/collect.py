@@ -29,9 +29,12 @@ def augment_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelP
     return aug
 
 
-def calibration_session(model: onnx.ModelProto, providers=None) -> ort.InferenceSession:
+def calibration_session(model: onnx.ModelProto, providers=None, optimize: bool = False) -> ort.InferenceSession:
+    """A CPU session; graph optimisations off unless ``optimize`` (graph outputs survive
+    optimisation, so a session whose every tensor of interest is an output may use it)."""
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), opts, providers=providers or ["CPUExecutionProvider"])
 

@@ -204,7 +204,7 @@ class LayerwiseCalibrator:
         T = self.T
         batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
         pre_names = [layer.pre for layer in self.layers]
-        ann_sess = calibration_session(augment_outputs(self.ann, pre_names))
+        ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)
         z_cache = [[z[:valid] for z in ann_sess.run(pre_names, f)] for f, valid in batches]
         later_use = {}
         segments = []
@@ -229,7 +229,7 @@ class LayerwiseCalibrator:
 
     def _segment_session(self, outs, stops, act):
         seg, inputs = _extract(self.folded, stops - {act}, outs)
-        return calibration_session(seg), inputs
+        return calibration_session(seg, optimize=True), inputs
 
     def _feed(self, inputs, feed, store, b, rows):
         out = {}
