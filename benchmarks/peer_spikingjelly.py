@@ -293,7 +293,6 @@ def main() -> None:
     Tmax = Ts[-1]
 
     import torch
-    import spikingjelly
     from importlib.metadata import version
     from spikingjelly.activation_based.ann2snn import LocalThresholdBalancingRecipe, RateCodingRecipe
     logging.getLogger("spikingjelly").setLevel(logging.WARNING)

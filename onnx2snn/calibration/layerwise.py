@@ -201,7 +201,6 @@ class LayerwiseCalibrator:
 
     def run(self, feeds: dict[str, np.ndarray], batch_size: int, fixed_batch: int | None = None,
             progress: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[LayerReport]]:
-        T = self.T
         batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
         pre_names = [layer.pre for layer in self.layers]
         ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)

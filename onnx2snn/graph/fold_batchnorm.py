@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ._graph import NameScope, PassResult, constant_value, is_empty, is_graph_output, replace_uses
+from ._graph import NameScope, PassResult, constant_value, is_empty, is_graph_output
 
 
 def _bn_scale_shift(bn: gs.Node) -> tuple[np.ndarray, np.ndarray] | None:
