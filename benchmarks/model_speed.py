@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
+
+from _timing import best  # the script's folder is on sys.path
 
 import numpy as np
 import onnx
@@ -55,16 +56,6 @@ def options(threads: int) -> ort.SessionOptions:
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     return opts
-
-
-def best(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def conv_macs(ann: onnx.ModelProto) -> dict[str, int]:

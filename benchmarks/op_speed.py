@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
+
+from _timing import best  # the script's folder is on sys.path
 
 import numpy as np
 import onnx
@@ -44,16 +45,6 @@ def _session(op, timesteps, channels, threads):
     opts.intra_op_num_threads = threads
     opts.register_custom_ops_library(get_library_path())
     return ort.InferenceSession(_model(op, timesteps, channels), opts, providers=["CPUExecutionProvider"])
-
-
-def _best(fn, repeat):
-    fn()  # warm up (page faults, thread pool)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _bound_run(sess, x, y):
@@ -86,13 +77,13 @@ def main() -> None:
             nbytes = 2 * x.nbytes
             if_sess = _session("IFNeuron", T, C, args.threads)
             id_sess = _session("Identity", T, C, args.threads)
-            t_if = _best(_bound_run(if_sess, x, y), args.repeat)
+            t_if = best(_bound_run(if_sess, x, y), args.repeat)
             theta = np.linspace(0.5, 1.5, C).astype(np.float32)
             if not args.no_numpy and mb <= 64:
                 np.testing.assert_array_equal(y, if_neuron(x, theta, timesteps=T))
-            t_id = _best(_bound_run(id_sess, x, y), args.repeat)
-            t_np = _best(lambda: np.copyto(y, x), args.repeat)
-            t_ref = None if args.no_numpy else _best(lambda: if_neuron(x, theta, timesteps=T), max(1, args.repeat // 3))
+            t_id = best(_bound_run(id_sess, x, y), args.repeat)
+            t_np = best(lambda: np.copyto(y, x), args.repeat)
+            t_ref = None if args.no_numpy else best(lambda: if_neuron(x, theta, timesteps=T), max(1, args.repeat // 3))
             best_copy = min(t_id, t_np)
             ref = "-" if t_ref is None else f"{nbytes / t_ref / 1e9:.2f}"
             print(f"| {x.nbytes / 2**20:.0f} | {T} | {nbytes / t_if / 1e9:.2f} | {nbytes / t_id / 1e9:.2f} | "

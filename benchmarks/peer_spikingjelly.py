@@ -53,6 +53,8 @@ from pathlib import Path
 # 2-10x under oversubscription. Passive waiting for both (set before torch is imported).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from _timing import best  # the script's folder is on sys.path
+
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
@@ -261,16 +263,6 @@ def batched_running(method, T, x, batch):
     return np.concatenate([method.running(T, x[i:i + batch]) for i in range(0, len(x), batch)], axis=1)
 
 
-def best_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 # ---------------------------------------------------------------- main
 
 def main() -> None:
@@ -326,9 +318,9 @@ def main() -> None:
     with torch.inference_mode():
         torch_acc = 100.0 * float(np.mean(tnet(torch.from_numpy(x)).numpy().argmax(1) == y))
     xt = x[:args.time_batch]
-    t_ann_ort = best_time(lambda: ann_sess.run(None, {"input": xt}), args.repeat)
+    t_ann_ort = best(lambda: ann_sess.run(None, {"input": xt}), args.repeat)
     with torch.inference_mode():
-        t_ann_torch = best_time(lambda: tnet(torch.from_numpy(xt)), args.repeat)
+        t_ann_torch = best(lambda: tnet(torch.from_numpy(xt)), args.repeat)
     print(f"ANN top-1 {ann_acc:.2f}% (torch twin {torch_acc:.2f}%); target ANN−1 = {target:.2f}%; ANN images/s on "
           f"batch {len(xt)}: onnxruntime {len(xt) / t_ann_ort:.0f}, torch {len(xt) / t_ann_torch:.0f}")
 
@@ -371,7 +363,7 @@ def main() -> None:
     for T in Ts:
         for m in methods:
             m.prepare(T)
-            speed.setdefault(m.label, {})[T] = best_time(lambda: m.running(T, xt), args.repeat) / len(xt)
+            speed.setdefault(m.label, {})[T] = best(lambda: m.running(T, xt), args.repeat) / len(xt)
     print(f"timing pass {time.perf_counter() - t0:.0f} s", flush=True)
 
     def acc_at(label, T):
