@@ -2,9 +2,13 @@
 
 Converts ``models/mnist_qcnn.onnx`` (written by ``models/make_mnist_qcnn.py``)
 with ``--neuron bif`` (no calibration data) at T = T*, the step count after
-which the SNN's output equals the quantized ANN's, and compares them on every
-test digit: identical predictions, max |logit difference| (target ≤ 1e-4), and
-the same figures after each step t < T*.
+which the SNN's output equals the quantized ANN's, in both BIF forms — the
+spiking ``folded`` form (per-step currents, ``BIFNeuron``) and the exact
+``cumulative`` form (``BIFCount`` on the ANN's own ops) — and compares them
+with the quantized ANN on every test digit: identical predictions, max |logit
+difference| (target ≤ 1e-4), after every step t ≤ T*. Both sessions use
+onnxruntime's default graph optimisations; the last line repeats the
+cumulative comparison with both at ORT_ENABLE_EXTENDED.
 
     python benchmarks/quantized_mnist.py [--model models/mnist_qcnn.onnx] [--timesteps T]
 
@@ -21,6 +25,7 @@ import numpy as np
 import onnxruntime as ort
 
 import onnx2snn
+from onnx2snn._library import register
 from onnx2snn.config import ConvertConfig
 from onnx2snn.runtime import running_output_name
 
@@ -36,53 +41,79 @@ def test_data():
     return d["x"].astype(np.float32), d["labels"], "models/data/mnist_test.npz"
 
 
+def run_logits(model_bytes, x, batch, output=None, snn=True, level=None):
+    options = register(ort.SessionOptions()) if snn else ort.SessionOptions()
+    if level is not None:
+        options.graph_optimization_level = level
+    sess = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    out = [sess.run([output] if output else None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+    return np.concatenate(out, axis=1 if output else 0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(REPO / "models" / "mnist_qcnn.onnx"))
     ap.add_argument("--timesteps", type=int, default=None, help="default: T*, the guaranteed step count")
     ap.add_argument("--batch-size", type=int, default=250)
+    ap.add_argument("--limit", type=int, default=None, help="first N test digits only")
     args = ap.parse_args()
 
     x, labels, source = test_data()
+    x, labels = x[:args.limit], labels[:args.limit]
     ann = onnx2snn.load_model(args.model)
-    probe = onnx2snn.convert(ann, None, ConvertConfig(timesteps=1, neuron="bif"))
-    t_star = probe.exact_timesteps
-    T = args.timesteps or t_star
-    start = time.perf_counter()
-    result = onnx2snn.convert(ann, None, ConvertConfig(timesteps=T, neuron="bif"))
-    convert_s = time.perf_counter() - start
-    levels = sorted({int(n.attribute[[a.name for a in n.attribute].index("levels")].i)
-                     for n in result.model.graph.node if n.op_type == "BIFNeuron"})
-    print(f"{args.model}: {len(result.thresholds)} quantized layers, L = {levels}, "
-          f"T* = {t_star}; converted at T = {T} in {convert_s:.2f} s (no calibration data)")
-
-    ann_sess = ort.InferenceSession(args.model, providers=["CPUExecutionProvider"])
-    snn_sess = onnx2snn.InferenceSession(result.model.SerializeToString())
-    in_name = ann_sess.get_inputs()[0].name
-    running_name = running_output_name(result.model)
-    ann_logits, running = [], []
-    start = time.perf_counter()
-    for i in range(0, len(x), args.batch_size):
-        feed = {in_name: x[i:i + args.batch_size]}
-        ann_logits.append(ann_sess.run(None, feed)[0])
-        running.append(snn_sess.run([running_name], feed)[0])
-    run_s = time.perf_counter() - start
-    ann_logits, running = np.concatenate(ann_logits), np.concatenate(running, axis=1)  # [N, K], [T, N, K]
+    ann_bytes = ann.SerializeToString()
+    ann_logits = run_logits(ann_bytes, x, args.batch_size, snn=False)
     ann_pred = ann_logits.argmax(1)
-    print(f"{len(x)} test digits from {source}; SNN runs {run_s:.1f} s")
+    runs, T = {}, args.timesteps
+    for form in ("folded", "cumulative"):
+        start = time.perf_counter()
+        result = onnx2snn.convert(ann, None, ConvertConfig(timesteps=T or 1, neuron="bif", form=form))
+        t_star = result.exact_timesteps
+        if T is None:
+            T = t_star
+            result = onnx2snn.convert(ann, None, ConvertConfig(timesteps=T, neuron="bif", form=form))
+        convert_s = time.perf_counter() - start
+        start = time.perf_counter()
+        snn = result.model.SerializeToString()
+        runs[form] = (snn, run_logits(snn, x, args.batch_size, running_output_name(result.model)))
+        print(f"{form}: converted in {convert_s:.2f} s (no calibration data), {len(x)} digits run in "
+              f"{time.perf_counter() - start:.1f} s")
+    print(f"{args.model}: {len(result.thresholds)} quantized layers, T* = {t_star}, T = {T}; "
+          f"{len(x)} test digits from {source}")
     print(f"quantized ANN top-1: {100 * (ann_pred == labels).mean():.2f}%")
-    print(f"{'t':>4} {'SNN top-1 %':>12} {'same prediction as ANN':>23} {'max |logit diff|':>17} "
-          f"{'digits with diff > 1e-4':>24}")
-    for t in range(T):
-        diff = np.abs(running[t] - ann_logits).max(1)
-        pred = running[t].argmax(1)
-        print(f"{t + 1:>4} {100 * (pred == labels).mean():>12.2f} {int((pred == ann_pred).sum()):>17d}/{len(x)} "
-              f"{diff.max():>17.2e} {int((diff > 1e-4).sum()):>24d}")
-    final = np.abs(running[min(T, t_star) - 1] - ann_logits)
-    ok = final.max() <= 1e-4 and (running[min(T, t_star) - 1].argmax(1) == ann_pred).all()
-    print(f"at t = {min(T, t_star)}: predictions identical on {int((running[min(T, t_star) - 1].argmax(1) == ann_pred).sum())}"
-          f"/{len(x)}, max |logit diff| {final.max():.2e} (mean |ANN logit| {np.abs(ann_logits).mean():.2f}) -> "
-          f"{'LOSSLESS' if ok else 'NOT lossless'}")
+    print(f"{'':>4} {'--- folded (BIFNeuron, spiking) ---':>45} {'--- cumulative (BIFCount, exact) ---':>45}")
+    print(f"{'t':>5}" + f" {'top-1 %':>8} {'same pred':>10} {'max |diff|':>11} {'>1e-4':>6}" * 2)
+    settled = {}
+    for form in ("folded", "cumulative"):
+        exact = [bool((runs[form][1][t] == ann_logits).all()) for t in range(T)]
+        settled[form] = next((t for t in range(T) if all(exact[t:])), None)
+    shown = sorted({t for t in range(T) if T <= 16 or (t + 1) & t == 0} | {T - 1, min(T, t_star) - 1}
+                   | {t for t in settled.values() if t is not None})
+    for t in shown:
+        row = f"{t + 1:>5}"
+        for form in ("folded", "cumulative"):
+            logits = runs[form][1][t]
+            diff = np.abs(logits - ann_logits).max(1)
+            row += (f" {100 * (logits.argmax(1) == labels).mean():>8.2f} {int((logits.argmax(1) == ann_pred).sum()):>10d}"
+                    f" {diff.max():>11.2e} {int((diff > 1e-4).sum()):>6d}")
+        print(row)
+    last = min(T, t_star) - 1
+    for form in ("folded", "cumulative"):
+        final = np.abs(runs[form][1][last] - ann_logits)
+        same = int((runs[form][1][last].argmax(1) == ann_pred).sum())
+        ok = final.max() <= 1e-4 and same == len(x)
+        print(f"{form} at t = {last + 1}: predictions identical on {same}/{len(x)}, max |logit diff| "
+              f"{final.max():.2e} (mean |ANN logit| {np.abs(ann_logits).mean():.2f}) -> "
+              f"{'LOSSLESS' if ok else 'NOT lossless'}")
+    for form, t in settled.items():
+        print(f"{form}: logits bit-identical to the ANN's on every digit from t = {t + 1} on" if t is not None
+              else f"{form}: logits not bit-identical to the ANN's at t = {T}")
+    level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    ext = run_logits(ann_bytes, x, args.batch_size, snn=False, level=level)
+    cum = run_logits(runs["cumulative"][0], x, args.batch_size, level=level)  # first output: step T
+    print(f"cumulative at t = {T} vs ANN, both at ORT_ENABLE_EXTENDED: max |logit diff| "
+          f"{np.abs(cum - ext).max():.2e}")
 
 
 if __name__ == "__main__":

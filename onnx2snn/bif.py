@@ -12,6 +12,20 @@ step) equals the quantized ANN's in real arithmetic; in float32 it is equal up
 to rounding, except where a pre-activation lies within rounding distance of a
 quantization boundary (or on an exact tie of a Round), where one level can
 differ. No calibration data is used.
+
+The cumulative form (``--form cumulative``) computes the same SNN bit-exactly
+against the ANN. Every layer between neurons is linear in its input spikes, so
+the cumulative current a neuron has received by step t is the layer applied to
+the cumulative spike counts of the layer before (its constant terms added
+once) — that is, the ANN's own layer run on the counts so far. The graph is
+therefore the ANN itself, time-folded (input at every step), with each quantizer
+cut at its integer level τ = floor(α·V + β) and a ``BIFCount`` there: the BIF
+neuron in count form, stepping its spike count k by ±1 towards clip(τ, 0, L)
+(see :mod:`onnx2snn.neurons.bif_count`, which proves it emits the spikes of
+``BIFNeuron``). Its output at step t is the spiking form's running sum; at
+t ≥ T* every count equals the ANN's level, so the whole computation — the
+ANN's ops on the ANN's values — is the ANN's, bit for bit, when both run with
+the same session options. The per-step spikes are k_t − k_{t−1}.
 """
 from __future__ import annotations
 
@@ -23,8 +37,9 @@ import onnx
 
 from .config import ConvertConfig, Form
 from .errors import ConfigError
-from .graph import AddTimeAxisPass, ReadoutPass, export_graph, import_model
-from .graph.detect_quant import quantizers_from_metadata
+from .graph import (AddTimeAxisPass, FoldConstantsPass, ReadoutPass, RemoveIdentityPass, export_graph,
+                    import_model)
+from .graph.detect_quant import DetectQuantizedActivationsPass, quantizers_from_metadata
 from .graph.s_analog import SAnalogEncodingPass, constant_terms
 from .graph.spike_bif import SpikeQuantizedPass, bif_parameters, exact_timesteps
 
@@ -34,15 +49,18 @@ META_EXACT = "onnx2snn.exact_after_timesteps"
 
 
 def has_quantized_activations(ann: onnx.ModelProto, activations: list[str]) -> bool:
-    """Whether every activation of the canonical ANN is quantized (and there is one)."""
+    """Whether the canonical ANN has quantizers and every ReLU-like activation is one of them."""
     quantizers = quantizers_from_metadata(ann)
-    return bool(activations) and all(a in quantizers for a in activations)
+    return bool(quantizers) and all(a in quantizers for a in activations)
 
 
-def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
-    """(SNN, θ per neuron, T*) for the canonical quantized ANN ``ann``."""
-    if config.form is not Form.FOLDED:
-        raise ConfigError(f"--form {config.form.value} is not available with BIF neurons; use --form folded")
+def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
+                  original: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
+    """(SNN, θ per neuron, T*) for the canonical quantized ANN ``ann`` (made from ``original``,
+    which the cumulative form rewrites instead, to keep the ANN's own ops)."""
+    if config.form not in (Form.FOLDED, Form.CUMULATIVE):
+        raise ConfigError(f"--form {config.form.value} is not available with BIF neurons; use --form folded "
+                          "or --form cumulative")
     quantizers = quantizers_from_metadata(ann)
     constants = constant_terms(ann)
     graph = import_model(ann)
@@ -55,12 +73,24 @@ def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig) -> tuple[onnx.Mod
     SAnalogEncodingPass(config.timesteps, constants)(graph)
     ReadoutPass(config.timesteps, reduce="sum")(graph)
     snn = export_graph(graph, like=ann)
+    if config.form is Form.CUMULATIVE:  # the folded SNN above checked the graph and gave T*
+        snn = build_cumulative_snn(original if original is not None else ann, config.timesteps)
     thresholds = {name: bif_parameters(q, 2)[0] for name, q in quantizers.items()}  # θ only: any rank
     return snn, thresholds, needed
 
 
-def bif_metadata(quantizers_json: str | None, needed: int) -> dict[str, str]:
-    meta = {META_EXACT: str(needed), "onnx2snn.neuron": "bif", "onnx2snn.readout": "sum"}
+def build_cumulative_snn(model: onnx.ModelProto, timesteps: int) -> onnx.ModelProto:
+    """The cumulative form of the BIF SNN of ``model`` (see the module docstring)."""
+    graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    for step in (FoldConstantsPass(), RemoveIdentityPass(), DetectQuantizedActivationsPass(timesteps),
+                 AddTimeAxisPass(timesteps), ReadoutPass(timesteps, reduce="last")):
+        step(graph)
+    return export_graph(graph, like=model)
+
+
+def bif_metadata(quantizers_json: str | None, needed: int, form: Form = Form.FOLDED) -> dict[str, str]:
+    meta = {META_EXACT: str(needed), "onnx2snn.neuron": "bif",
+            "onnx2snn.readout": "last" if form is Form.CUMULATIVE else "sum"}
     if quantizers_json:
         meta["onnx2snn.quantizers"] = quantizers_json
     return meta

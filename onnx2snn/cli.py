@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--batch-size", type=_positive_int, default=64, help="calibration batch size")
     c.add_argument("--form", choices=[f.value for f in Form], default=Form.FOLDED.value,
                    help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
-                        "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library)")
+                        "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library); "
+                        "cumulative (BIF only): layers fed cumulative spike counts, bit-exact with the ANN")
 
     c.add_argument("--neuron", choices=[n.value for n in Neuron], default=Neuron.AUTO.value,
                    help="if: integrate-and-fire, calibrated thresholds; bif: bipolar IF, lossless for quantized "
@@ -189,7 +190,8 @@ def _inspect(args) -> int:
         quant_offenders = {}
     except UnsupportedOpError as exc:
         quant_offenders = {name: reason for name, _, reason in exc.offenders}
-    offenders = {**{name: reason for name, _, reason in find_unsupported(graph)}, **quant_offenders}
+    offenders = {**{name: reason for name, _, reason in find_unsupported(graph, set(detect.quantizers) | detect.encoded)},
+                 **quant_offenders}
     quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     rows: Counter = Counter()
     for node in graph.nodes:

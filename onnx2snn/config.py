@@ -40,6 +40,7 @@ class Form(str, Enum):
     FOLDED = "folded"        # all T steps in one run, time folded into the batch axis (IFNeuron custom op)
     STREAMING = "streaming"  # one step per run; membrane potentials are explicit inputs/outputs
     PORTABLE = "portable"    # folded, with the neurons as standard ONNX ops (Scan): no custom-op library
+    CUMULATIVE = "cumulative"  # BIF only: folded, layers fed cumulative spike counts; bit-exact with the ANN
 
 
 class Neuron(str, Enum):

@@ -62,7 +62,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     for step in (FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass(), move):
         result = step(graph)
         log.info("%s: %d rewrite(s)", type(step).__name__, result.count)
-    check_supported(graph)
+    check_supported(graph, set(detect.quantizers) | detect.encoded)
     canonical = export_graph(graph, like=model)
     if detect.quantizers:  # keyed by activation output (a moved MaxPool gives it a new one)
         table = {move.moved.get(k, k): q for k, q in detect.quantizers.items()}
@@ -137,7 +137,16 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     ann = prepare(model)
     if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
                                        and bif.has_quantized_activations(ann, activation_names(ann))):
-        return _convert_bif(ann, config)
+        return _convert_bif(ann, config, model)
+    signed = [k for k, q in bif.quantizers_from_metadata(ann).items() if q.lowest < 0]
+    if signed:
+        from .errors import ConfigError
+        raise ConfigError(f"signed quantized activations ({', '.join(signed)}) convert only to bipolar neurons: "
+                          "use --neuron bif (or auto)")
+    if config.form is Form.CUMULATIVE:
+        from .errors import ConfigError
+        raise ConfigError("--form cumulative is the exact form of BIF SNNs (quantized ANNs, --neuron bif); "
+                          "IF neurons use --form folded, streaming or portable")
     if calibration_data is None:
         from .errors import CalibrationError
         raise CalibrationError("IF neurons need calibration data (--calibration-data); only a graph whose "
@@ -172,14 +181,15 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     return ConversionResult(snn, ann, thresholds, config, v_init, reports)
 
 
-def _convert_bif(ann: onnx.ModelProto, config: ConvertConfig) -> ConversionResult:
+def _convert_bif(ann: onnx.ModelProto, config: ConvertConfig, original: onnx.ModelProto) -> ConversionResult:
     """Quantized ANN → BIF SNN: no calibration; exact after ``exact_timesteps`` steps (see bif.py)."""
-    snn, thresholds, needed = bif.build_bif_snn(ann, config)
+    snn, thresholds, needed = bif.build_bif_snn(ann, config, original)
     del snn.metadata_props[:]
     running = [o.name for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)]
     meta = {META_TIMESTEPS: str(config.timesteps), META_RUNNING: json.dumps(running),
             META_FORM: config.form.value, "onnx2snn.version": __version__,
-            **bif.bif_metadata(dict((p.key, p.value) for p in ann.metadata_props).get(META_QUANTIZERS), needed)}
+            **bif.bif_metadata(dict((p.key, p.value) for p in ann.metadata_props).get(META_QUANTIZERS), needed,
+                               config.form)}
     for key, value in list(_metadata(ann).items()) + list(meta.items()):
         snn.metadata_props.add(key=key, value=value)
     return ConversionResult(snn, ann, thresholds, config, exact_timesteps=needed)

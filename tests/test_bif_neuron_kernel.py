@@ -137,3 +137,19 @@ def test_bad_shapes():
         sess.run(None, {"X": np.zeros((3, 2), F32), "threshold": np.ones(3, F32)})
     with pytest.raises(ValueError, match="levels"):
         bif_neuron(np.zeros((2, 1), F32), 1.0, timesteps=2, levels=0)
+
+
+@pytest.mark.parametrize("timesteps,levels,lowest", [(6, 2, -3), (16, 127, -128)])
+def test_signed_counts(timesteps, levels, lowest):
+    """min_level m < 0: the count runs over [m, L] and settles to clip(floor(·), m, L)."""
+    rng = np.random.default_rng(timesteps)
+    x = rng.normal(0, 3, (timesteps * 5, 4, 3)).astype(F32)
+    x[5:] = 0  # all input at step 0: the count settles within L − m steps
+    attrs = {"timesteps": timesteps, "levels": levels, "min_level": lowest}
+    (got,) = _session(_bif_model(timesteps, levels, attrs=attrs)).run(None, {"X": x, "threshold": np.array(0.5, F32)})
+    want = bif_neuron(x, 0.5, timesteps=timesteps, levels=levels, min_level=lowest)
+    np.testing.assert_array_equal(got, want)
+    counts = want.reshape(timesteps, 5, 4, 3).sum(0) / F32(0.5)
+    assert counts.min() >= lowest and counts.max() <= levels
+    if timesteps >= levels - lowest:
+        np.testing.assert_array_equal(counts, np.clip(np.floor(x[:5] / F32(0.5)), lowest, levels))

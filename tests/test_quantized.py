@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import onnx.helper as oh
+import onnxruntime as ort
 import pytest
 
 import onnx2snn
@@ -127,6 +128,45 @@ def test_bif_snn_equals_quantized_ann(kind):
     assert np.abs(running[0] - want).max() > 1e-3  # one step is not enough
 
 
+def _extended():
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    return options
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cumulative_form_is_bit_exact(kind):
+    """--form cumulative: the ANN's own ops on cumulative spike counts; from T* on, bit-exact."""
+    model = quantized_net(kind, qdq_weights=kind == "qdq")
+    x = np.random.default_rng(1).uniform(0, 1, (16, 1, 6, 6)).astype(F32)
+    (want,) = ort.InferenceSession(model.SerializeToString(), _extended(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    levels = LEVELS.get(kind, L)
+    T = 2 * levels + 2
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=T, neuron="bif", form="cumulative"))
+    assert result.exact_timesteps == 2 * levels
+    ops = [n.op_type for n in result.model.graph.node]
+    assert ops.count("BIFCount") == 2 and "BIFNeuron" not in ops
+    meta = {p.key: p.value for p in result.model.metadata_props}
+    assert meta["onnx2snn.form"] == "cumulative" and meta["onnx2snn.readout"] == "last"
+    onnx.checker.check_model(result.model)
+    got, running = onnx2snn.InferenceSession(result.model, _extended()).run(None, {"x": x})
+    for t in range(result.exact_timesteps - 1, T):
+        np.testing.assert_array_equal(running[t], want)
+    np.testing.assert_array_equal(got, want)
+    # the same SNN as the spiking form: equal running outputs (up to float rounding) at every step
+    folded = onnx2snn.convert(model, None, ConvertConfig(timesteps=T, neuron="bif"))
+    spiking = onnx2snn.InferenceSession(folded.model).run(None, {"x": x})[1]
+    np.testing.assert_allclose(running, spiking, rtol=0, atol=1e-4)
+
+
+def test_cumulative_form_is_for_bif_only():
+    from conftest import MODELS
+    with pytest.raises(ConfigError, match="cumulative"):
+        onnx2snn.convert(onnx2snn.load_model(str(MODELS / "mnist_cnn.onnx")), MODELS / "data" / "mnist_calib.npz",
+                         ConvertConfig(timesteps=4, neuron="if", form="cumulative"))
+
+
 def test_auto_picks_bif_and_metadata():
     result = onnx2snn.convert(quantized_net("qcfs"), None, ConvertConfig(timesteps=8))
     meta = {p.key: p.value for p in result.model.metadata_props}
@@ -169,8 +209,7 @@ def _qdq_signed(zero_point, dtype, relu):
 
 @pytest.mark.parametrize("model,node,reason", [
     (_floor_only, "my_floor", "lowest level"),
-    (lambda: _qdq_signed(128, np.uint8, False), "act_quant", "negative"),
-    (lambda: _qdq_signed(0, np.int8, False), "act_quant", "negative"),
+    (lambda: _qdq_signed(255, np.uint8, False), "act_quant", "positive level"),
 ])
 def test_unsupported_patterns_are_refused(model, node, reason):
     with pytest.raises(UnsupportedOpError, match=reason) as info:
@@ -187,6 +226,27 @@ def test_signed_qdq_behind_a_relu_converts():
     (want,) = run(model, {"x": x})
     got = onnx2snn.InferenceSession(result.model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("zero_point,dtype", [(128, np.uint8), (0, np.int8), (-100, np.int8)])
+@pytest.mark.parametrize("form", ["folded", "cumulative"])
+def test_signed_qdq_converts_to_bipolar_counts_below_zero(zero_point, dtype, form):
+    """A zero point inside the range gives levels [qmin − z, qmax − z]: BIF counts go negative."""
+    model = _qdq_signed(zero_point, dtype, False)
+    info = np.iinfo(dtype)
+    lo, hi = info.min - zero_point, info.max - zero_point
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=hi - lo + 2, neuron="auto", form=form))
+    assert result.exact_timesteps == hi - lo
+    op = "BIFNeuron" if form == "folded" else "BIFCount"
+    (node,) = [n for n in result.model.graph.node if n.op_type == op]
+    assert {a.name: a.i for a in node.attribute}["min_level"] == lo
+    x = np.random.default_rng(0).uniform(-40, 40, (8, 1, 2, 2)).astype(F32)  # reaches both clips
+    (want,) = run(model, {"x": x})
+    assert want.min() < 0
+    got = onnx2snn.InferenceSession(result.model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)  # (a sum of up to 255 spikes ±θ)
+    with pytest.raises(ConfigError, match="signed quantized"):
+        onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=4, neuron="if"))
 
 
 def test_unquantized_relu_is_refused_in_bif_mode():
@@ -249,11 +309,11 @@ def test_max_pool_right_after_the_first_layer_is_exact():
 def test_cli_inspect_reports_quantized_activations(tmp_path, capsys):
     good, bad = tmp_path / "q.onnx", tmp_path / "bad.onnx"
     onnx.save(quantized_net("qcfs"), good)
-    onnx.save(_qdq_signed(128, np.uint8, False), bad)
+    onnx.save(_qdq_signed(255, np.uint8, False), bad)
     assert main(["inspect", str(good)]) == 0
     assert "quantized activation (4 levels" in capsys.readouterr().out
     assert main(["inspect", str(bad)]) == 1
-    assert "negative values" in capsys.readouterr().out
+    assert "positive level" in capsys.readouterr().out
 
 
 def test_bundled_quantized_mnist_cnn_is_lossless():
@@ -266,3 +326,52 @@ def test_bundled_quantized_mnist_cnn_is_lossless():
     got = onnx2snn.InferenceSession(result.model.SerializeToString()).run(None, {"input": x})[0]
     assert (got.argmax(1) == want.argmax(1)).all()
     assert np.mean(np.abs(got - want).max(1) <= 1e-4) >= 0.99  # float32 boundary flips aside
+    exact = onnx2snn.convert(model, None, ConvertConfig(timesteps=12, form="cumulative"))
+    (want,) = ort.InferenceSession(model.SerializeToString(), _extended(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    got = onnx2snn.InferenceSession(exact.model, _extended()).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_quantized_input_is_the_encoding_not_a_neuron():
+    """QDQ on the graph input quantizes the analog input: kept as ops, no neuron, no steps added."""
+    model = quantized_net("qdq")
+    for node in model.graph.node:
+        node.input[:] = ["xq" if i == "x" else i for i in node.input]
+    model.graph.node.insert(0, oh.make_node("QuantizeLinear", ["x", "in_s", "in_z"], ["xq8"], name="in_q"))
+    model.graph.node.insert(1, oh.make_node("DequantizeLinear", ["xq8", "in_s", "in_z"], ["xq"], name="in_dq"))
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(np.array(1 / 255, F32), "in_s"),
+                                    onnx.numpy_helper.from_array(np.array(0, np.uint8), "in_z")])
+    x = np.random.default_rng(5).uniform(0, 1, (8, 1, 6, 6)).astype(F32)
+    for form in ("folded", "cumulative"):
+        result = onnx2snn.convert(model, None, ConvertConfig(timesteps=2 * 255, neuron="bif", form=form))
+        assert result.exact_timesteps == 2 * 255 and len(result.thresholds) == 2
+        assert {"in_q", "in_dq"} <= {n.name for n in result.model.graph.node}
+        got = onnx2snn.InferenceSession(result.model, _extended()).run(None, {"x": x})[0]
+        if form == "cumulative":  # the ANN's ops: equal under the same optimisations
+            (want,) = ort.InferenceSession(model.SerializeToString(), _extended(),
+                                           providers=["CPUExecutionProvider"]).run(None, {"x": x})
+            np.testing.assert_array_equal(got, want)
+        else:  # float semantics of the ONNX graph (onnxruntime's QDQ rewrites change a level here)
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            (want,) = ort.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"]).run(None, {"x": x})
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_onnxruntime_static_qdq_mnist_cnn_converts_exactly():
+    """models/mnist_cnn_qdq.onnx (onnxruntime quantize_static, uint8 QDQ, signed before the
+    residual Add and on the logits): T* from the graph; the cumulative form is bit-exact."""
+    from conftest import MODELS
+    model = onnx2snn.load_model(str(MODELS / "mnist_cnn_qdq.onnx"))
+    x = np.load(MODELS / "data" / "mnist_test.npz")["x"][:3]
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=300, neuron="auto", form="cumulative"))
+    assert result.exact_timesteps == 7 * 255  # 7 neurons of 255 levels on the longest path
+    lows = [{a.name: a.i for a in n.attribute}["min_level"] for n in result.model.graph.node
+            if n.op_type == "BIFCount"]
+    assert len(lows) == 7 and sum(low < 0 for low in lows) == 2  # before the residual Add, logits
+    (want,) = ort.InferenceSession(model.SerializeToString(), _extended(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"input": x})
+    got = onnx2snn.InferenceSession(result.model, _extended()).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(got, want)  # settled well before T* on these digits

@@ -5,13 +5,14 @@
 //   inputs   X         float [T*N, C, ...]   row t*N+n = step t of sample n
 //            threshold float [] / [1] / [C]  theta_c
 //            v_init    float, optional, numpy-broadcastable to [N, C, ...]
-//   attrs    timesteps int T >= 1 (required); levels int L >= 1 (required)
+//   attrs    timesteps int T >= 1 (required); levels int L >= 1 (required);
+//            min_level int m <= 0 (default 0: the count runs over [m, L])
 //   output   Y         float, shape of X, Y in {-theta_c, 0, theta_c}
 //
 // Per element, for t = 0..T-1 in order (v float32 from v_init or 0, k int from 0):
 //   v = v + x_t;
 //   if (v >= theta && k < L)   { y_t = theta;  v = v - theta; k = k + 1; }
-//   else if (v < 0 && k > 0)   { y_t = -theta; v = v + theta; k = k - 1; }
+//   else if (v < 0 && k > m)   { y_t = -theta; v = v + theta; k = k - 1; }
 //   else                         y_t = 0;
 // No state survives between two Run calls.
 // Ground truth: onnx2snn/neurons/bif_neuron.py; the kernel matches it bit for bit.
@@ -26,11 +27,11 @@
 namespace onnx2snn {
 
 // Runs block `block` of a problem prepared by PrepareIFNeuron; never throws.
-void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int64_t block) noexcept;
+void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept;
 
 struct BIFNeuronKernel {
-  BIFNeuronKernel(int64_t timesteps, int64_t levels, std::string node_name)
-      : timesteps_(timesteps), levels_(levels), node_name_(std::move(node_name)) {}
+  BIFNeuronKernel(int64_t timesteps, int64_t levels, int64_t min_level, std::string node_name)
+      : timesteps_(timesteps), levels_(levels), min_level_(min_level), node_name_(std::move(node_name)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
 
@@ -40,6 +41,7 @@ struct BIFNeuronKernel {
 
   int64_t timesteps_;
   int64_t levels_;
+  int64_t min_level_;
   std::string node_name_;
 };
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "bif_count.h"
 #include "bif_neuron.h"
 #include "if_neuron.h"
 #include "onnxruntime_cxx_api.h"
@@ -33,6 +34,7 @@ constexpr const char* kDomain = "onnx2snn";
 OrtCustomOpDomain* SharedDomain() {
   static const onnx2snn::IFNeuronOp if_neuron;
   static const onnx2snn::BIFNeuronOp bif_neuron;
+  static const onnx2snn::BIFCountOp bif_count;
 #ifdef ONNX2SNN_USE_CUDA
   static const onnx2snn::IFNeuronCudaOp if_neuron_cuda;  // same op, CUDAExecutionProvider
 #endif
@@ -40,6 +42,7 @@ OrtCustomOpDomain* SharedDomain() {
     Ort::CustomOpDomain d{kDomain};
     d.Add(&if_neuron);
     d.Add(&bif_neuron);
+    d.Add(&bif_count);
 #ifdef ONNX2SNN_USE_CUDA
     d.Add(&if_neuron_cuda);
 #endif

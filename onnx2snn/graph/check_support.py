@@ -11,6 +11,8 @@ always allowed. A final Softmax/LogSoftmax is moved after the readout.
 """
 from __future__ import annotations
 
+from typing import Collection
+
 import numpy as np
 import onnx_graphsurgeon as gs
 
@@ -191,13 +193,17 @@ def activation_tensors(graph: gs.Graph) -> set[str]:
     return acts
 
 
-def find_unsupported(graph: gs.Graph) -> list[tuple[str, str, str]]:
-    """``(node name, op type, reason)`` for every node that cannot be converted."""
+def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[tuple[str, str, str]]:
+    """``(node name, op type, reason)`` for every node that cannot be converted; the nodes
+    writing a ``quantized`` tensor are accepted (quantized-activation markers and input
+    encoders, see detect_quant)."""
     graph.toposort()
     acts = activation_tensors(graph)
     offenders = []
     for node in graph.nodes:
         if node.op in SHAPE_ONLY or not any(t.name in acts for t in node.inputs if not is_empty(t)):
+            continue
+        if node.outputs and node.outputs[0].name in quantized:
             continue
         if node.attrs and any(isinstance(v, gs.Graph) for v in node.attrs.values()):
             offenders.append((*node_label(node), f"{node.op} with a subgraph (control flow) is not supported"))
@@ -208,7 +214,7 @@ def find_unsupported(graph: gs.Graph) -> list[tuple[str, str, str]]:
     return offenders
 
 
-def check_supported(graph: gs.Graph) -> None:
-    offenders = find_unsupported(graph)
+def check_supported(graph: gs.Graph, quantized: Collection[str] = ()) -> None:
+    offenders = find_unsupported(graph, quantized)
     if offenders:
         raise UnsupportedOpError(offenders)

@@ -2,10 +2,12 @@
 
 A quantized activation with L levels of step γ is
 
-    a(x) = γ · clip(floor(α·x + β), 0, L)                                  (1)
+    a(x) = γ · clip(floor(α·x + β), m, L)                                  (1)
 
 with α ≈ 1/γ: floor for β = 0, round-half-up for β = ½ (QCFS, Bu et al.
-2022). Two ways exporters write it are recognised:
+2022); m = 0 for the usual non-negative activations, m < 0 for signed ones
+(a QDQ pair whose zero point lies inside its range, e.g. before a residual Add
+or on the logits of an onnxruntime-quantized model). Two ways exporters write it are recognised:
 
 * **scalar chains** (QCFS and clip-floor layers): a chain of single-consumer
   nodes around one Floor or Round — Mul/Div by a positive scalar constant,
@@ -16,25 +18,30 @@ with α ≈ 1/γ: floor for β = 0, round-half-up for β = ½ (QCFS, Bu et al.
   u = clip(a·x + b, lo, hi) (a > 0), and floor(clip(u, lo, hi)) =
   clip(floor(u), ⌊lo⌋, ⌊hi⌋) since floor is monotone; Round(u) is read as
   floor(u + ½). After it, z = clip(g·q + d, plo, phi) on the integer q. The
-  chain is (1) when d = 0 and the integer range it allows is exactly [0, L],
-  L ≥ 1 (bounds off the grid g·ℤ are refused).
+  chain is (1) when d = 0 and the integer range it allows is a finite [m, L]
+  with m ≤ 0 < L (bounds off the grid g·ℤ are refused).
 * **QDQ pairs** on activations: ``[Relu →] QuantizeLinear(s, z) →
   DequantizeLinear(s, z)`` computes s·clip(round(x/s), qmin − z, qmax − z):
-  (1) with α = 1/s, β = ½, γ = s, L = qmax − z, when qmin − z = 0 (e.g. uint8
-  with zero point 0), or qmin − z < 0 behind a Relu. Scales may be per channel
-  (axis 1). A zero point giving a negative range without a Relu is refused.
+  (1) with α = 1/s, β = ½, γ = s, L = qmax − z, m = qmin − z (0 behind a Relu).
+  Scales may be per channel (axis 1). A zero point outside [qmin, qmax − 1]
+  is refused.
 
 Weights in QDQ form (DequantizeLinear of a constant, or QuantizeLinear →
 DequantizeLinear of a constant) become float initializers (q − z)·s.
 
 Each recognised pattern is replaced by ``Clip(x, 0, γ·L)`` (``Relu`` for
 per-channel scales) writing the pattern's output tensor, so the rest of the
-pipeline sees a ReLU-like node; the parameters of (1) are kept in
+pipeline sees a ReLU-like node (a signed one, m < 0, by ``Clip(x, γ·m, γ·L)``,
+or ``Identity`` for per-channel scales: IF neurons cannot convert it); the parameters of (1) are kept in
 :attr:`quantizers`, keyed by that tensor's name. Round/ties-to-even (ONNX
 ``Round``, QuantizeLinear) and round-half-up (β = ½) differ only at exact ties.
 
-Invariant: no Floor, Round, QuantizeLinear or DequantizeLinear is left; every
-quantizer's output tensor is written by a ReLU-like node that reads the
+A quantizer applied directly to a graph input quantizes the analog input: it
+is the input encoding, not a neuron, and is left as it is (the SNN feeds the
+quantized input; a quantizer maps 0 to 0, so the s-analog encoding is kept).
+
+Invariant: no Floor, Round, QuantizeLinear or DequantizeLinear is left but
+those of input encoders (:attr:`encoded`); every quantizer's output tensor is written by a ReLU-like node that reads the
 pattern's input. Any Floor/Round/QuantizeLinear/DequantizeLinear that fits no
 pattern raises one :class:`UnsupportedOpError` naming each node and why.
 """
@@ -45,10 +52,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import UnsupportedOpError
-from ._graph import NameScope, PassResult, constant_value, is_empty, is_graph_output, node_label
+from ._graph import SNN_DOMAIN, NameScope, PassResult, constant_value, is_empty, is_graph_output, node_label
 
 META_QUANTIZERS = "onnx2snn.quantizers"
 CHAIN_OPS = ("Mul", "Div", "Add", "Sub", "Clip", "Relu")
@@ -59,7 +67,7 @@ _TOL = 1e-6
 
 @dataclass(frozen=True)
 class Quantizer:
-    """a(x) = gamma · clip(floor(alpha·x + beta), 0, levels); alpha, gamma scalar or per channel."""
+    """a(x) = gamma · clip(floor(alpha·x + beta), lowest, levels); alpha, gamma scalar or per channel."""
 
     levels: int
     alpha: np.ndarray   # float64, [] or [C]
@@ -67,15 +75,18 @@ class Quantizer:
     gamma: np.ndarray   # float64, [] or [C]
     pattern: str        # "chain" | "qdq"
     rounding: str       # "floor" | "round" (ties to even in the ANN, half up in the SNN)
+    lowest: int = 0     # m ≤ 0: the lowest level (negative for signed activations)
 
     def as_dict(self) -> dict:
         return {"levels": self.levels, "alpha": np.asarray(self.alpha).tolist(), "beta": self.beta,
-                "gamma": np.asarray(self.gamma).tolist(), "pattern": self.pattern, "rounding": self.rounding}
+                "gamma": np.asarray(self.gamma).tolist(), "pattern": self.pattern, "rounding": self.rounding,
+                "lowest": self.lowest}
 
     @staticmethod
     def from_dict(d: dict) -> "Quantizer":
         return Quantizer(int(d["levels"]), np.asarray(d["alpha"], np.float64), float(d["beta"]),
-                         np.asarray(d["gamma"], np.float64), str(d["pattern"]), str(d["rounding"]))
+                         np.asarray(d["gamma"], np.float64), str(d["pattern"]), str(d["rounding"]),
+                         int(d.get("lowest", 0)))
 
     @property
     def step(self) -> np.ndarray:
@@ -195,13 +206,13 @@ def _compose_chain(pre: list[gs.Node], rounding: gs.Node, post: list[gs.Node]) -
         raise _NoMatch(f"its lower clip {after.lo:g} is not on the grid of levels (step {g:g})")
     if q_hi > hi_level and hi_grid != hi_level:
         raise _NoMatch(f"its upper clip {after.hi:g} is not on the grid of levels (step {g:g})")
-    if lo_level != 0:
-        raise _NoMatch(f"its lowest level is {lo_level} (times {g:g}), not 0: only non-negative "
-                       "activations clipped at 0 convert")
+    if not math.isfinite(lo_level) or lo_level > 0:
+        raise _NoMatch(f"its lowest level is {lo_level} (times {g:g}): the levels must include 0 and be "
+                       "bounded below; clip the activation, e.g. Clip(0, L)")
     if not math.isfinite(hi_level) or hi_level < 1:
         raise _NoMatch("it has no finite upper clip (L levels): clip the activation, e.g. Clip(0, L)")
     return Quantizer(int(hi_level), np.asarray(before.a), float(before.b), np.asarray(g), "chain",
-                     "round" if rounding.op == "Round" else "floor")
+                     "round" if rounding.op == "Round" else "floor", int(lo_level))
 
 
 def _single_consumer(tensor, graph) -> gs.Node | None:
@@ -240,12 +251,19 @@ def _quantize(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, axis: int) -> np
 
 
 class DetectQuantizedActivationsPass:
-    def __init__(self):
+    """Mark quantized activations (default), or with ``count_timesteps=T`` keep the ANN's own
+    quantizer ops and put a ``BIFCount`` on each integer level (the cumulative form, see
+    :mod:`onnx2snn.bif`): x → [pre ops] → level τ → BIFCount(τ; T, L) → [post ops] → a. Weights
+    in QDQ form are then left to the runtime, which dequantizes them as it does for the ANN."""
+
+    def __init__(self, count_timesteps: int | None = None):
         self.quantizers: dict[str, Quantizer] = {}
+        self.encoded: set[str] = set()  # outputs of quantizers applied to graph inputs (kept as ops)
+        self.count_timesteps = count_timesteps
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
-        folded = self._fold_weights(graph)
+        folded = self._fold_weights(graph) if self.count_timesteps is None else 0
         offenders: list[tuple[str, str, str]] = []
         graph.toposort()
         for node in list(graph.nodes):
@@ -259,7 +277,7 @@ class DetectQuantizedActivationsPass:
             except _NoMatch as exc:
                 offenders.append((*node_label(node), f"not a supported quantized activation: {exc}"))
         graph.cleanup().toposort()
-        for node in graph.nodes:
+        for node in graph.nodes if self.count_timesteps is None else ():
             source = node.inputs[0].inputs[0] if node.inputs and len(node.inputs[0].inputs) else None
             if node.op == "DequantizeLinear" and (source is None or source.op != "QuantizeLinear"):
                 offenders.append((*node_label(node), "DequantizeLinear of an activation without its "
@@ -331,6 +349,12 @@ class DetectQuantizedActivationsPass:
         if best is None:
             raise error
         quantizer, ops, out = best
+        if self._is_input_encoder(graph, x, pre + [rounding] + ops):
+            return
+        if self.count_timesteps is not None:
+            self._insert_count(graph, rounding.outputs[0], quantizer, names)
+            self.quantizers[out.name] = quantizer
+            return
         self._replace(graph, pre + [rounding] + ops, x, out, quantizer, names)
 
     def _rewrite_qdq(self, graph: gs.Graph, quant: gs.Node, names: NameScope) -> None:
@@ -360,29 +384,82 @@ class DetectQuantizedActivationsPass:
         relu = x.inputs[0] if len(x.inputs) == 1 else None
         if relu is not None and relu.op == "Relu" and _single_consumer(x, graph) is quant:
             pre, x = [relu], relu.inputs[0]
-        if lo > 0 or (lo < 0 and not pre):
-            raise _NoMatch(f"zero point {zero} ({z.dtype}) gives the level range [{lo}, {hi}], which "
-                           "includes negative values; only unsigned activations convert (zero point at the "
-                           "bottom of the range, e.g. uint8 with zero point 0 after a ReLU)")
-        if hi < 1:
-            raise _NoMatch(f"zero point {zero} leaves no positive level")
+        if lo > 0 or hi < 1:
+            raise _NoMatch(f"zero point {zero} ({z.dtype}) gives the level range [{lo}, {hi}], which must "
+                           "include 0 and a positive level")
         scale = np.asarray(s, np.float64).reshape(-1) if s.size > 1 else np.asarray(float(s.reshape(-1)[0]))
-        quantizer = Quantizer(int(hi), 1.0 / scale, 0.5, scale, "qdq", "round")
+        quantizer = Quantizer(int(hi), 1.0 / scale, 0.5, scale, "qdq", "round", 0 if pre else int(lo))
+        if self._is_input_encoder(graph, x, pre + [quant, dequant]):
+            return
+        if self.count_timesteps is not None:
+            if pre:  # the level range is [0, hi] behind the Relu, [lo, hi] in the integer type
+                quantizer = Quantizer(int(hi), 1.0 / scale, 0.5, scale, "qdq", "round", int(lo))
+            self._insert_count(graph, quant.outputs[0], quantizer, names, zero=zero, dtype=z.dtype)
+            self.quantizers[dequant.outputs[0].name] = quantizer
+            return
         self._replace(graph, pre + [quant, dequant], x, dequant.outputs[0], quantizer, names)
+
+    def _is_input_encoder(self, graph: gs.Graph, x, nodes: list[gs.Node]) -> bool:
+        """A quantizer of a graph input is the input encoding, not a neuron: it stays as it is
+        (its output tensors are listed in :attr:`encoded`)."""
+        if not any(x is t for t in graph.inputs):
+            return False
+        self.encoded.update(t.name for n in nodes for t in n.outputs)
+        return True
+
+    def _insert_count(self, graph, level: gs.Variable, quantizer: Quantizer, names: NameScope, *,
+                      zero: int = 0, dtype=None) -> None:
+        """Route the level tensor through BIFCount (as float, minus the zero point for QDQ)."""
+        def var(suffix, dt=np.float32):
+            return gs.Variable(names.fresh(level.name + suffix), dtype=dt)
+
+        consumers = list(level.outputs)
+        nodes, x = [], level
+        if dtype is not None:  # integer QuantizeLinear output: count in float, offset by the zero point
+            nodes.append(gs.Node("Cast", names.fresh(level.name + "/to_float"), attrs={"to": onnx.TensorProto.FLOAT},
+                                 inputs=[x], outputs=[x := var("_float")]))
+            if zero:
+                nodes.append(gs.Node("Sub", names.fresh(level.name + "/zero_point"),
+                                     inputs=[x, gs.Constant(names.fresh(level.name + "_zp"), np.array(zero, np.float32))],
+                                     outputs=[x := var("_level")]))
+        count = var("_count")
+        nodes.append(gs.Node("BIFCount", names.fresh(level.name + "/BIFCount"), domain=SNN_DOMAIN,
+                             attrs={"timesteps": int(self.count_timesteps), "levels": int(quantizer.levels),
+                                    "min_level": int(quantizer.lowest)},
+                             inputs=[x], outputs=[count]))
+        out = count
+        if dtype is not None:
+            if zero:
+                nodes.append(gs.Node("Add", names.fresh(level.name + "/zero_point_back"),
+                                     inputs=[out, gs.Constant(names.fresh(level.name + "_zp_back"),
+                                                              np.array(zero, np.float32))],
+                                     outputs=[out := var("_count_q")]))
+            nodes.append(gs.Node("Cast", names.fresh(level.name + "/to_int"),
+                                 attrs={"to": onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))},
+                                 inputs=[out], outputs=[out := var("_count_int", np.dtype(dtype))]))
+        for consumer in consumers:
+            for i, t in enumerate(consumer.inputs):
+                if t is level:
+                    consumer.inputs[i] = out
+        graph.outputs = [out if t is level else t for t in graph.outputs]
+        graph.nodes.extend(nodes)
 
     def _replace(self, graph, nodes, x, out, quantizer: Quantizer, names: NameScope) -> None:
         name = nodes[-1].name or names.fresh("quantized_activation")
         cap = np.float32(np.max(quantizer.gamma) * quantizer.levels)
-        if np.asarray(quantizer.gamma).size == 1 and graph.opset < 11:
-            marker = gs.Node("Clip", names.fresh(name + "_quant"), attrs={"min": 0.0, "max": float(cap)},
+        floor = np.float32(np.max(quantizer.gamma) * quantizer.lowest)
+        scalar = np.asarray(quantizer.gamma).size == 1
+        if scalar and graph.opset < 11:
+            marker = gs.Node("Clip", names.fresh(name + "_quant"), attrs={"min": float(floor), "max": float(cap)},
                              inputs=[x], outputs=[out])
-        elif np.asarray(quantizer.gamma).size == 1:
+        elif scalar:
             marker = gs.Node("Clip", names.fresh(name + "_quant"),
-                             inputs=[x, gs.Constant(names.fresh(out.name + "_min"), np.array(0, np.float32)),
+                             inputs=[x, gs.Constant(names.fresh(out.name + "_min"), np.array(floor, np.float32)),
                                      gs.Constant(names.fresh(out.name + "_max"), np.array(cap, np.float32))],
                              outputs=[out])
         else:
-            marker = gs.Node("Relu", names.fresh(name + "_quant"), inputs=[x], outputs=[out])
+            marker = gs.Node("Relu" if quantizer.lowest == 0 else "Identity", names.fresh(name + "_quant"),
+                             inputs=[x], outputs=[out])
         for node in nodes:
             node.inputs.clear()
             node.outputs.clear()

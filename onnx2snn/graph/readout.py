@@ -11,7 +11,9 @@ averaging (to both outputs), not per step.
 With ``reduce="sum"`` (BIF conversion, where the SNN's output is coded as a
 sum over steps) L[t, s] = 1 for s ≤ t: ``<name>_running_mean`` then holds the
 running sum, the SNN's estimate of the output after each step (the name is
-kept so that evaluation finds it).
+kept so that evaluation finds it). With ``reduce="last"`` (the cumulative form
+of a BIF SNN, whose per-step output already is that running sum) the per-step
+output is passed through unchanged and the output is its last step.
 
 Only standard ops available since opset 9 are used (Reshape, MatMul, Gather).
 
@@ -37,8 +39,8 @@ def running_mean_matrix(timesteps: int, reduce: str = "mean") -> np.ndarray:
 
 class ReadoutPass:
     def __init__(self, timesteps: int, reduce: str = "mean"):
-        if reduce not in ("mean", "sum"):
-            raise ConversionError(f"readout reduce must be 'mean' or 'sum', got {reduce!r}")
+        if reduce not in ("mean", "sum", "last"):
+            raise ConversionError(f"readout reduce must be 'mean', 'sum' or 'last', got {reduce!r}")
         self.timesteps = int(timesteps)
         self.reduce = reduce
 
@@ -77,11 +79,16 @@ class ReadoutPass:
             flat, run_flat = var("_steps_flat"), var("_running_flat")
             running = var("_running_raw") if softmax is not None else var(RUNNING_SUFFIX)
             mean = var("_mean_raw") if softmax is not None else out
+            graph.nodes.append(gs.Node("Reshape", names.fresh(base + "/readout_reshape"),
+                                       inputs=[y, const("_steps_shape", np.array([T, -1], np.int64))],
+                                       outputs=[flat]))
+            if self.reduce == "last":
+                run_flat = flat
+            else:
+                graph.nodes.append(gs.Node("MatMul", names.fresh(base + "/readout_running_mean"),
+                                           inputs=[const("_running_matrix", running_mean_matrix(T, self.reduce)),
+                                                   flat], outputs=[run_flat]))
             graph.nodes += [
-                gs.Node("Reshape", names.fresh(base + "/readout_reshape"),
-                        inputs=[y, const("_steps_shape", np.array([T, -1], np.int64))], outputs=[flat]),
-                gs.Node("MatMul", names.fresh(base + "/readout_running_mean"),
-                        inputs=[const("_running_matrix", running_mean_matrix(T, self.reduce)), flat], outputs=[run_flat]),
                 gs.Node("Reshape", names.fresh(base + "/readout_unflatten"),
                         inputs=[run_flat, const("_running_shape", np.array([T, -1] + dims, np.int64))],
                         outputs=[running]),

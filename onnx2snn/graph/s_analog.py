@@ -38,7 +38,8 @@ import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
 from ._graph import NameScope, PassResult, export_graph, import_model
-from .spike import activation_nodes
+from .detect_quant import quantizers_from_metadata
+from .spike_bif import neuron_nodes
 
 
 def final_tensors(graph: gs.Graph) -> list:
@@ -61,7 +62,7 @@ def constant_terms(ann: onnx.ModelProto) -> dict[str, np.ndarray]:
     graph = import_model(ann)
     names = NameScope(graph)
     wanted = []
-    for node in activation_nodes(graph):
+    for node in neuron_nodes(graph, quantizers_from_metadata(ann)):
         wanted.append(node.inputs[0])
         zero = gs.Constant(names.fresh(node.outputs[0].name + "_zero"), np.array(0.0, np.float32))
         node.op, node.attrs = "Mul", {}

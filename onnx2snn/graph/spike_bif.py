@@ -1,26 +1,26 @@
 """SpikeQuantizedPass: replace every quantized activation by a ``BIFNeuron``.
 
 Each ReLU-like node whose output ``a`` has a quantizer (from
-:mod:`.detect_quant`) a(x) = γ·clip(floor(α·x + β), 0, L) becomes
+:mod:`.detect_quant`) a(x) = γ·clip(floor(α·x + β), m, L) becomes
 
-    BIFNeuron(x, θ, v_init = β·θ; timesteps=T, levels=L)      θ = γ (= 1/α)
+    BIFNeuron(x, θ, v_init = β·θ; timesteps=T, levels=L, min_level=m)      θ = γ (= 1/α)
 
 whose output, summed over the steps, settles to θ·clip(floor((β·θ + Σ_t x_t)/θ),
-0, L) = a(Σ_t x_t) (see :mod:`onnx2snn.neurons.bif_neuron`). When α·γ differs
+m, L) = a(Σ_t x_t) (see :mod:`onnx2snn.neurons.bif_neuron`). When α·γ differs
 from 1 by more than 1e-6 (the layer's output step is not its input step), θ =
 1/α sets the level boundaries and a Mul by α·γ after the neuron restores the
 output step. No calibration is needed: θ, β and L come from the graph.
 
 :func:`exact_timesteps` gives the number of steps after which the summed
 output equals the quantized ANN's (in real arithmetic): a neuron whose input
-has settled at the end of step t settles within L more steps (its count moves
-one level per step towards the target and the distance is at most L), so with
-the whole input in step 0 (s-analog encoding, :mod:`.s_analog`)
+has settled at the end of step t settles within L − m more steps (its count
+moves one level per step towards the target and the distance is at most L − m),
+so with the whole input in step 0 (s-analog encoding, :mod:`.s_analog`)
 
-    T* = max over paths input → output of Σ L_k over the neurons on the path
-       = D·L for a chain of D quantized layers with L levels each.
+    T* = max over paths input → output of Σ (L_k − m_k) over the neurons on the path
+       = D·L for a chain of D unsigned quantized layers with L levels each.
 
-Invariant: no ReLU-like node left; every BIFNeuron has a positive finite
+Invariant: no ReLU-like node (nor signed quantizer marker) left; every BIFNeuron has a positive finite
 threshold of shape [] or [C] and levels ≥ 1. Max pooling of spike-derived
 currents (not exact under this scheme) is refused, naming the node.
 """
@@ -55,6 +55,13 @@ def bif_parameters(q: Quantizer, rank: int | None) -> tuple[np.ndarray, np.ndarr
     return theta, v0, gain
 
 
+def neuron_nodes(graph: gs.Graph, quantizers: Mapping[str, Quantizer]) -> list[gs.Node]:
+    """The nodes that become BIF neurons: ReLU-like activations and signed quantizer markers."""
+    nodes = activation_nodes(graph)
+    return nodes + [n for n in graph.nodes if n.outputs and n.outputs[0].name in quantizers
+                    and quantizers[n.outputs[0].name].lowest < 0 and n not in nodes]
+
+
 class SpikeQuantizedPass:
     def __init__(self, quantizers: Mapping[str, Quantizer], timesteps: int):
         self.quantizers = quantizers
@@ -68,6 +75,7 @@ class SpikeQuantizedPass:
                    for n in nodes if n.outputs[0].name not in self.quantizers]
         if missing:
             raise UnsupportedOpError(missing)
+        nodes = neuron_nodes(graph, self.quantizers)
         for node in nodes:
             out, x = node.outputs[0], node.inputs[0]
             q = self.quantizers[out.name]
@@ -78,7 +86,8 @@ class SpikeQuantizedPass:
                 inputs.append(gs.Constant(names.fresh(out.name + "_v_init"), v0))
             spikes = out if gain is None else gs.Variable(names.fresh(out.name + "_spikes"), dtype=np.float32)
             neuron = gs.Node("BIFNeuron", node.name or names.fresh("BIFNeuron"), domain=SNN_DOMAIN,
-                             attrs={"timesteps": self.timesteps, "levels": int(q.levels)},
+                             attrs={"timesteps": self.timesteps, "levels": int(q.levels),
+                                    **({"min_level": int(q.lowest)} if q.lowest else {})},
                              inputs=inputs, outputs=[spikes])
             node.outputs.clear()
             node.inputs.clear()
@@ -101,7 +110,7 @@ def _settle_times(graph: gs.Graph) -> tuple[dict[str, int], list[gs.Node]]:
         before = max([time.get(t.name, 0) for t in node.inputs] + [0])
         spiking = any(time.get(t.name, 0) > 0 for t in node.inputs)
         if node.op == "BIFNeuron":
-            before += int(node.attrs["levels"])
+            before += int(node.attrs["levels"]) - int(node.attrs.get("min_level", 0))
         elif node.op in NONLINEAR_POOLS and spiking:
             pools.append(node)
         for t in node.outputs:
