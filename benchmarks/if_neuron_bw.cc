@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -106,7 +107,7 @@ int main(int argc, char** argv) {
         const float* __restrict xx = x;
         for (int64_t i = b; i < e; ++i) yy[i] = xx[i];
       }), "");
-  row("IFNeuron kernel (block 1024, theta array)",
+  row(("IFNeuron kernel (block " + std::to_string(kIFNeuronBlock) + ", theta array)").c_str(),
       Best(threads, IFNeuronBlockCount(p), [&](int64_t b) { IFNeuronRunBlock(p, b); }), "");
   auto variant = [&](const char* name, int64_t block, void (*fn)(const IFNeuronProblem&, int64_t)) {
     memset(y, 0, bytes);

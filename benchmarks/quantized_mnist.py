@@ -109,6 +109,11 @@ def main() -> None:
     for form, t in settled.items():
         print(f"{form}: logits bit-identical to the ANN's on every digit from t = {t + 1} on" if t is not None
               else f"{form}: logits not bit-identical to the ANN's at t = {T}")
+    plain = run_logits(ann_bytes, x, args.batch_size, snn=False, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    folded = runs["folded"][1][last]
+    print(f"folded at t = {last + 1} vs the ANN at ORT_DISABLE_ALL (the graph's float semantics, no QDQ "
+          f"fusion): max |logit diff| {np.abs(folded - plain).max():.2e}, "
+          f"{int((np.abs(folded - plain).max(1) > 1e-4).sum())} digits > 1e-4")
     level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     ext = run_logits(ann_bytes, x, args.batch_size, snn=False, level=level)
     cum = run_logits(runs["cumulative"][0], x, args.batch_size, level=level)  # first output: step T

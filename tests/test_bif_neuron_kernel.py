@@ -88,10 +88,10 @@ def test_random(timesteps, levels):
 
 def test_channel_wise_thresholds_and_v_init():
     rng = np.random.default_rng(1)
-    x = rng.normal(0, 1, size=(8 * 2, 4, 33, 40)).astype(F32)  # several blocks, parallel path
+    x = rng.normal(0, 1, size=(8 * 2, 4, 65, 70)).astype(F32)  # 36400 per step: 3 blocks, parallel path
     theta = np.array([0.1, 0.5, 1.0, 2.0], F32)
     _run_both(x, theta, (theta / 2).reshape(4, 1, 1), timesteps=8, levels=4)
-    _run_both(x, theta, rng.normal(size=(2, 4, 33, 40)).astype(F32), timesteps=8, levels=4, threads=1)
+    _run_both(x, theta, rng.normal(size=(2, 4, 65, 70)).astype(F32), timesteps=8, levels=4, threads=1)
     _run_both(x, theta[:1], None, timesteps=8, levels=3)
 
 

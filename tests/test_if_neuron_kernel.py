@@ -94,7 +94,7 @@ def test_random_matches_reference(make_session, timesteps, step_shape, reset):
 @pytest.mark.parametrize("threads", [1, 0])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 def test_large_tensor_blocks_and_threads(make_session, threads, reset):
-    # 4 steps x 3*12*37*29 elements: many blocks, a partial last block, and
+    # 4 steps x 3*12*37*29 = 38628 elements: 3 blocks of 16384, a partial last one, and
     # enough work to take the parallel path when the session has threads.
     rng = np.random.default_rng(7)
     x = rng.normal(0.2, 1.0, size=(4 * 3, 12, 37, 29))
