@@ -110,13 +110,13 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
     temporal_separation = config.neuron is Neuron.TSEP
     SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init,
                          op="TSNeuron" if temporal_separation else "IFNeuron")(graph)
-    form_meta = {META_FORM: config.form.value}
+    mode_meta = {META_FORM: config.form.value}
     if temporal_separation:
         tsep.check_exact_pools(graph)
-        form_meta.update(tsep.tsep_metadata(graph, config.timesteps))
+        mode_meta.update(tsep.tsep_metadata(graph, config.timesteps))
     if config.form is Form.STREAMING:
         states = StreamingFormPass(config.reset.value)(graph)
-        form_meta.update(streaming_metadata(states))
+        mode_meta.update(streaming_metadata(states))
     else:
         AddTimeAxisPass(config.timesteps)(graph)
         HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
@@ -130,7 +130,7 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
     meta = {
         META_TIMESTEPS: str(config.timesteps),
         META_RUNNING: json.dumps(running),
-        **form_meta,
+        **mode_meta,
         "onnx2snn.version": __version__,
         "onnx2snn.threshold": str(config.threshold) + (" channel-wise" if config.channel_wise else ""),
     }

@@ -1,7 +1,8 @@
 """Temporal separation (``--neuron tsep``; SpikeConverter, Liu et al. 2022).
 
-    canonical ANN (MaxPool left after its ReLU) ─▶ thresholds as for IF neurons (max | percentile | mse | ltb,
-    per layer or channel; v_init 0 or θ/2) ─▶ ReLU → TSNeuron ─▶ time axis ─▶ hoist ─▶ readout (mean over T)
+    canonical ANN (MaxPool left after its ReLU)
+      ─▶ thresholds as for IF neurons (max | percentile | mse | ltb, per layer or channel; v_init 0 or θ/2)
+      ─▶ ReLU → TSNeuron ─▶ time axis ─▶ hoist ─▶ readout (mean over T)
 
 Each ``TSNeuron`` (:mod:`onnx2snn.neurons.ts_neuron`) integrates its whole
 input over the T steps, then fires n = clip(⌊(v_init + Σ_t x_t)/θ⌋, 0, T)

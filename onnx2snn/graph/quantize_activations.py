@@ -56,7 +56,8 @@ class QuantizeActivationsPass:
             def var(suffix):
                 return gs.Variable(names.fresh(p + suffix), dtype=np.float32)
 
-            scaled, shifted, floored, low, levels = (var(s) for s in ("_scaled", "_shifted", "_floor", "_low", "_levels"))
+            scaled, shifted, floored, low, levels = (var(s) for s in
+                                                     ("_scaled", "_shifted", "_floor", "_low", "_levels"))
             graph.nodes += [
                 gs.Node("Mul", names.fresh(p + "/scale"), inputs=[x, const("_steps_per_theta", T / theta)],
                         outputs=[scaled]),
