@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c.add_argument("--neuron", choices=[n.value for n in Neuron], default=Neuron.AUTO.value,
                    help="if: integrate-and-fire, calibrated thresholds; bif: bipolar IF, lossless for quantized "
-                        "activations (no calibration); auto (default): bif when every activation is quantized")
+                        "activations (no calibration); tsep: integrate-then-fire (temporal separation), "
+                        "calibrated like if, each layer exactly the T-level quantised ReLU, latency (D+1)·T "
+                        "steps; auto (default): bif when every activation is quantized, else if")
 
     e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
     e.add_argument("ann", help="the ANN (.onnx)")
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _convert(args) -> int:
     from .io import check_output_path, load_model, save_model
     from .pipeline import convert
+    from .tsep import META_DEPTH, META_LATENCY
 
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
     given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
@@ -123,11 +126,16 @@ def _convert(args) -> int:
         print(f"wrote {args.output}: {len(result.thresholds)} BIFNeuron layer(s), T={config.timesteps}, "
               f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
         return 0
-    neurons = len(result.thresholds)  # one per ReLU; not every form has IFNeuron nodes
+    neurons = len(result.thresholds)  # one per ReLU; not every form has neuron nodes
+    op = "TSNeuron" if config.neuron is Neuron.TSEP else "IFNeuron"
     steps = ",".join(c.value for c in config.calibrate) or "none"
-    print(f"wrote {args.output}: {neurons} IFNeuron layer(s), T={config.timesteps}, threshold {config.threshold}"
+    print(f"wrote {args.output}: {neurons} {op} layer(s), T={config.timesteps}, threshold {config.threshold}"
           f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
           f"{config.form.value} form, {time.perf_counter() - start:.1f}s")
+    meta = {p.key: p.value for p in result.model.metadata_props}
+    if META_LATENCY in meta:
+        print(f"latency: first output after {meta[META_LATENCY]} steps ((D+1)·T, D = {meta[META_DEPTH]} "
+              f"spiking layers on the longest path), then one image per {config.timesteps} steps when pipelined")
     if args.report:
         print_layer_report(result.layer_reports)
     return 0

@@ -7,6 +7,10 @@
                → optional layer-wise bias / potential / weight calibration
     spike:     ReLU → IFNeuron → time axis (tile inputs) → hoist the time-invariant head
                (it runs once, its output is tiled) → readout (mean over T)
+
+``--neuron bif`` takes the lossless path of :mod:`.bif` (no calibration);
+``--neuron tsep`` calibrates as IF but keeps MaxPool after its ReLU and spikes
+with TSNeuron (:mod:`.tsep`: exactly the T-level quantised ANN).
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from . import __version__, bif
+from . import __version__, bif, tsep
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
@@ -30,6 +34,7 @@ from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, Hoist
                     export_graph, import_model)
 from .graph.detect_quant import META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_to_json
 from .graph.portable import PortableNeuronsPass
+from .graph.portable_ts import PortableTSNeuronsPass
 from .graph.readout import RUNNING_SUFFIX
 from .graph.streaming import StreamingFormPass
 from .streaming import META_FORM, streaming_metadata
@@ -51,15 +56,17 @@ class ConversionResult:
     exact_timesteps: int | None = None  # BIF: steps after which the SNN equals the quantized ANN
 
 
-def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
+def prepare(model: onnx.ModelProto, move_maxpool: bool = True) -> onnx.ModelProto:
     """The canonical ANN: same outputs as ``model`` (within float rounding), constant
-    subgraphs folded, no Identity/Dropout, BatchNorm folded, MaxPool before ReLU, and
-    every node convertible (else UnsupportedOpError naming each offending node)."""
+    subgraphs folded, no Identity/Dropout, BatchNorm folded, MaxPool before ReLU (unless
+    ``move_maxpool`` is false: TSNeuron pools its spikes exactly), and every node
+    convertible (else UnsupportedOpError naming each offending node)."""
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     graph = import_model(inferred)
     detect = DetectQuantizedActivationsPass()  # quantized activations → ReLU-like markers (+ table)
     move = MoveMaxPoolPass()
-    for step in (FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass(), move):
+    steps = [FoldConstantsPass(), RemoveIdentityPass(), detect, FoldBatchNormPass()] + ([move] if move_maxpool else [])
+    for step in steps:
         result = step(graph)
         log.info("%s: %d rewrite(s)", type(step).__name__, result.count)
     check_supported(graph, set(detect.quantizers) | detect.encoded)
@@ -100,24 +107,30 @@ def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config
               v_init: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """Rewrite the canonical ANN into the SNN with the given neuron parameters."""
     graph = import_model(ann)
-    SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init)(graph)
-    form_meta = {META_FORM: config.form.value}
+    temporal_separation = config.neuron is Neuron.TSEP
+    SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init,
+                         op="TSNeuron" if temporal_separation else "IFNeuron")(graph)
+    mode_meta = {META_FORM: config.form.value}
+    if temporal_separation:
+        tsep.check_exact_pools(graph)
+        mode_meta.update(tsep.tsep_metadata(graph, config.timesteps))
     if config.form is Form.STREAMING:
         states = StreamingFormPass(config.reset.value)(graph)
-        form_meta.update(streaming_metadata(states))
+        mode_meta.update(streaming_metadata(states))
     else:
         AddTimeAxisPass(config.timesteps)(graph)
         HoistTimeInvariantPass(config.timesteps)(graph)  # exact: the head before the first neuron runs once
         ReadoutPass(config.timesteps)(graph)
         if config.form is Form.PORTABLE:
             PortableNeuronsPass(config.timesteps)(graph)
+            PortableTSNeuronsPass(config.timesteps)(graph)
     snn = export_graph(graph, like=ann)
     del snn.metadata_props[:]
     running = [o.name for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)]
     meta = {
         META_TIMESTEPS: str(config.timesteps),
         META_RUNNING: json.dumps(running),
-        **form_meta,
+        **mode_meta,
         "onnx2snn.version": __version__,
         "onnx2snn.threshold": str(config.threshold) + (" channel-wise" if config.channel_wise else ""),
     }
@@ -134,7 +147,7 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
             progress: bool = False) -> ConversionResult:
     """Convert ``model`` to an SNN calibrated on ``calibration_data`` (.npz path,
     dict of arrays keyed by input name, or a data reader with ``get_next()``)."""
-    ann = prepare(model)
+    ann = prepare(model, move_maxpool=config.neuron is not Neuron.TSEP)
     if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
                                        and bif.has_quantized_activations(ann, activation_names(ann))):
         return _convert_bif(ann, config, model)
@@ -149,7 +162,7 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
                           "IF neurons use --form folded, streaming or portable")
     if calibration_data is None:
         from .errors import CalibrationError
-        raise CalibrationError("IF neurons need calibration data (--calibration-data); only a graph whose "
+        raise CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph whose "
                                "activations are all quantized converts without (--neuron bif)")
     feeds = calibration_feeds(calibration_data, ann)
     specs = model_inputs(ann)

@@ -86,16 +86,7 @@ OrtStatusPtr BIFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
 OrtStatusPtr BIFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
                                          void** op_kernel) const {
   *op_kernel = nullptr;
-  std::string node_name;
-  size_t size = 0;
-  if (api.KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
-    node_name.resize(size);
-    if (OrtStatus* st = api.KernelInfo_GetNodeName(info, &node_name[0], &size)) {
-      api.ReleaseStatus(st);
-      size = 1;
-    }
-    node_name.resize(size - 1);
-  }
+  const std::string node_name = KernelNodeName(api, info);
   const std::string where = "BIFNeuron node '" + node_name + "'";
   auto error = [&](const std::string& what, OrtStatus* cause) {
     std::string msg = where + ": " + what;

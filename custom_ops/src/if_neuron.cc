@@ -243,8 +243,7 @@ OrtStatusPtr IFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
   }
 }
 
-OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps_out,
-                                     ResetMode* reset_out, std::string* node_name_out) {
+std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info) {
   std::string node_name;
   size_t size = 0;
   if (api.KernelInfo_GetNodeName(info, nullptr, &size) == nullptr && size > 0) {
@@ -255,6 +254,12 @@ OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* inf
     }
     node_name.resize(size - 1);  // drop the '\0'
   }
+  return node_name;
+}
+
+OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps_out,
+                                     ResetMode* reset_out, std::string* node_name_out) {
+  const std::string node_name = KernelNodeName(api, info);
   const std::string where = "IFNeuron node '" + node_name + "'";
   auto error = [&](const std::string& what, OrtStatus* cause) {
     std::string msg = where + ": " + what;
@@ -274,7 +279,7 @@ OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* inf
   }
 
   ResetMode reset = ResetMode::kSubtract;
-  size = 0;
+  size_t size = 0;
   if (OrtStatus* st = api.KernelInfoGetAttribute_string(info, "reset", nullptr, &size)) {
     api.ReleaseStatus(st);  // absent (default "subtract") or not a string
     int64_t as_int = 0;

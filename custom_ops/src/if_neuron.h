@@ -75,6 +75,9 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;
 IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, ResetMode reset,
                                 const std::string& where);
 
+// The name of the node a kernel is created for ("" when the runtime gives none).
+std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info);
+
 // Reads and checks the attributes timesteps (int >= 1) and reset ("subtract" |
 // "zero") and the node name; an OrtStatus naming the node on error.
 OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps,

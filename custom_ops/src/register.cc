@@ -12,6 +12,7 @@
 #include "bif_neuron.h"
 #include "if_neuron.h"
 #include "onnxruntime_cxx_api.h"
+#include "ts_neuron.h"
 #ifdef ONNX2SNN_USE_CUDA
 #include "if_neuron_cuda.h"
 #endif
@@ -35,6 +36,7 @@ OrtCustomOpDomain* SharedDomain() {
   static const onnx2snn::IFNeuronOp if_neuron;
   static const onnx2snn::BIFNeuronOp bif_neuron;
   static const onnx2snn::BIFCountOp bif_count;
+  static const onnx2snn::TSNeuronOp ts_neuron;
 #ifdef ONNX2SNN_USE_CUDA
   static const onnx2snn::IFNeuronCudaOp if_neuron_cuda;  // same op, CUDAExecutionProvider
 #endif
@@ -43,6 +45,7 @@ OrtCustomOpDomain* SharedDomain() {
     d.Add(&if_neuron);
     d.Add(&bif_neuron);
     d.Add(&bif_count);
+    d.Add(&ts_neuron);
 #ifdef ONNX2SNN_USE_CUDA
     d.Add(&if_neuron_cuda);
 #endif

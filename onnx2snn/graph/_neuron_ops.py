@@ -61,7 +61,8 @@ def broadcast_threshold(theta: np.ndarray, rank: int) -> np.ndarray:
 
 
 def neuron_params(node: gs.Node, rank: int | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(θ broadcastable to one step, v_init or None) of an IFNeuron with constant parameters."""
+    """(θ broadcastable to one step, v_init or None) of a neuron node (IFNeuron, TSNeuron) with constant
+    parameters."""
     where = f"node '{node.name}' ({node.op})"
     theta = constant_value(node.inputs[1])
     if theta is None:
@@ -76,6 +77,45 @@ def neuron_params(node: gs.Node, rank: int | None) -> tuple[np.ndarray, np.ndarr
             raise ConversionError(f"{where}: its v_init is computed, not a constant")
         v0 = np.asarray(v0, np.float32)
     return broadcast_threshold(theta, rank), v0
+
+
+INT64_MAX = np.iinfo(np.int64).max
+
+
+def unfold_time_nodes(names: NameScope, prefix: str, x, timesteps: int,
+                      features: list) -> tuple[list[gs.Node], gs.Tensor, gs.Tensor]:
+    """(nodes, xs, x_shape): nodes viewing x [T·N, C, ...] as xs [T, N, C, ...], and the shape that
+    folds a [T, N, C, ...] tensor back (a constant when ``features`` = x's dims after the first are
+    static, so shape inference can follow; else computed from Shape(x))."""
+    def const(suffix, value):
+        return gs.Constant(names.fresh(prefix + suffix), np.asarray(value, np.int64))
+
+    xs = gs.Variable(names.fresh(prefix + "_xs"), dtype=np.float32)
+    if all(isinstance(d, int) for d in features):
+        target, shape = const("_xs_shape", [timesteps, -1] + list(features)), const("_x_shape", [-1] + list(features))
+        nodes = []
+    else:
+        shape, rest, target = (gs.Variable(names.fresh(prefix + s), dtype=np.int64)
+                               for s in ("_x_shape", "_feature_shape", "_xs_shape"))
+        nodes = [
+            gs.Node("Shape", names.fresh(prefix + "/shape"), inputs=[x], outputs=[shape]),
+            gs.Node("Slice", names.fresh(prefix + "/features"), inputs=[shape, const("_one", [1]),
+                                                                        const("_end", [INT64_MAX])], outputs=[rest]),
+            gs.Node("Concat", names.fresh(prefix + "/time_shape"), attrs={"axis": 0},
+                    inputs=[const("_time_major", [timesteps, -1]), rest], outputs=[target]),
+        ]
+    nodes.append(gs.Node("Reshape", names.fresh(prefix + "/unfold_time"), inputs=[x, target], outputs=[xs]))
+    return nodes, xs, shape
+
+
+def greater_or_equal_nodes(names: NameScope, prefix: str, a, b, out, opset: int) -> list[gs.Node]:
+    """out = (a ≥ b), elementwise with broadcasting: GreaterOrEqual (opset ≥ 12) or Greater ∨ Equal."""
+    if opset >= 12:
+        return [gs.Node("GreaterOrEqual", names.fresh(prefix + "/fire"), inputs=[a, b], outputs=[out])]
+    gt, eq = (gs.Variable(names.fresh(prefix + s), dtype=np.bool_) for s in ("_above", "_at"))
+    return [gs.Node("Greater", names.fresh(prefix + "/above"), inputs=[a, b], outputs=[gt]),
+            gs.Node("Equal", names.fresh(prefix + "/at"), inputs=[a, b], outputs=[eq]),
+            gs.Node("Or", names.fresh(prefix + "/fire"), inputs=[gt, eq], outputs=[out])]
 
 
 def if_step_nodes(names: NameScope, prefix: str, x, v, theta: np.ndarray, reset: str, opset: int,
@@ -93,13 +133,7 @@ def if_step_nodes(names: NameScope, prefix: str, x, v, theta: np.ndarray, reset:
 
     v1, spike = var("_v_integrated"), var("_spike", np.bool_)
     nodes = [gs.Node("Add", names.fresh(prefix + "/integrate"), inputs=[v, x], outputs=[v1])]
-    if opset >= 12:
-        nodes.append(gs.Node("GreaterOrEqual", names.fresh(prefix + "/fire"), inputs=[v1, th], outputs=[spike]))
-    else:
-        gt, eq = var("_above", np.bool_), var("_at", np.bool_)
-        nodes += [gs.Node("Greater", names.fresh(prefix + "/above"), inputs=[v1, th], outputs=[gt]),
-                  gs.Node("Equal", names.fresh(prefix + "/at"), inputs=[v1, th], outputs=[eq]),
-                  gs.Node("Or", names.fresh(prefix + "/fire"), inputs=[gt, eq], outputs=[spike])]
+    nodes += greater_or_equal_nodes(names, prefix, v1, th, spike, opset)
     nodes.append(gs.Node("Where", names.fresh(prefix + "/emit"), inputs=[spike, th, zero], outputs=[y]))
     if reset == "subtract":
         lowered = var("_v_lowered")

@@ -21,9 +21,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ._graph import SNN_DOMAIN, NameScope, PassResult
-from ._neuron_ops import if_step_nodes, neuron_params, tensor_shapes
-
-INT64_MAX = np.iinfo(np.int64).max
+from ._neuron_ops import INT64_MAX, if_step_nodes, neuron_params, tensor_shapes, unfold_time_nodes
 
 
 class PortableNeuronsPass:
@@ -49,25 +47,11 @@ class PortableNeuronsPass:
             def const(suffix, value):
                 return gs.Constant(names.fresh(p + suffix), np.asarray(value))
 
-            shape, rest, target = var("_x_shape", np.int64), var("_feature_shape", np.int64), var("_xs_shape", np.int64)
-            xs, xs_shape, step_shape = var("_xs"), var("_xs_shape_actual", np.int64), var("_step_shape", np.int64)
+            xs_shape, step_shape = var("_xs_shape_actual", np.int64), var("_step_shape", np.int64)
             v_start, v_end, ys = var("_v_start"), var("_v_end"), var("_ys")
             one, big = const("_one", np.array([1], np.int64)), const("_end", np.array([INT64_MAX], np.int64))
-            features = shapes[x.name][1:]
-            if all(isinstance(d, int) for d in features):  # static: shape inference can follow
-                target = const("_xs_shape", np.array([timesteps, -1] + features, np.int64))
-                shape = const("_x_shape", np.array([-1] + features, np.int64))
-                nodes = []
-            else:
-                nodes = [
-                    gs.Node("Shape", names.fresh(p + "/shape"), inputs=[x], outputs=[shape]),
-                    gs.Node("Slice", names.fresh(p + "/features"), inputs=[shape, one, big], outputs=[rest]),
-                    gs.Node("Concat", names.fresh(p + "/time_shape"), attrs={"axis": 0},
-                            inputs=[const("_time_major", np.array([timesteps, -1], np.int64)), rest],
-                            outputs=[target]),
-                ]
+            nodes, xs, shape = unfold_time_nodes(names, p, x, timesteps, shapes[x.name][1:])
             nodes += [
-                gs.Node("Reshape", names.fresh(p + "/unfold_time"), inputs=[x, target], outputs=[xs]),
                 gs.Node("Shape", names.fresh(p + "/xs_shape"), inputs=[xs], outputs=[xs_shape]),
                 gs.Node("Slice", names.fresh(p + "/step_shape"), inputs=[xs_shape, one, big], outputs=[step_shape]),
             ]

@@ -8,5 +8,6 @@ it bit for bit.
 from onnx2snn.neurons.bif_count import bif_count
 from onnx2snn.neurons.bif_neuron import bif_neuron
 from onnx2snn.neurons.if_neuron import RESET_MODES, if_neuron
+from onnx2snn.neurons.ts_neuron import ts_neuron
 
-__all__ = ["RESET_MODES", "bif_count", "bif_neuron", "if_neuron"]
+__all__ = ["RESET_MODES", "bif_count", "bif_neuron", "if_neuron", "ts_neuron"]
