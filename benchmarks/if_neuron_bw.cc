@@ -9,8 +9,7 @@
 // Threads take blocks round-robin (as the session's ParallelFor would). Each row: GB/s =
 // (bytes read + written) / wall time, best of 5, and the same per second of process CPU
 // time (on a shared machine wall time mostly measures scheduling). Variants (bit-exact to
-// the library kernel, checked): per-layer theta held in a register instead of the kernel's
-// per-block theta array, and larger blocks.
+// the library kernel, checked): a layer-wise theta in a register, with smaller blocks.
 #include <time.h>
 
 #include <algorithm>
@@ -107,7 +106,7 @@ int main(int argc, char** argv) {
         const float* __restrict xx = x;
         for (int64_t i = b; i < e; ++i) yy[i] = xx[i];
       }), "");
-  row(("IFNeuron kernel (block " + std::to_string(kIFNeuronBlock) + ", theta array)").c_str(),
+  row(("IFNeuron kernel (block " + std::to_string(kIFNeuronBlock) + ", theta per channel run)").c_str(),
       Best(threads, IFNeuronBlockCount(p), [&](int64_t b) { IFNeuronRunBlock(p, b); }), "");
   auto variant = [&](const char* name, int64_t block, void (*fn)(const IFNeuronProblem&, int64_t)) {
     memset(y, 0, bytes);

@@ -53,6 +53,30 @@ void StepZero(const float* __restrict x, float* __restrict y, float* __restrict 
   }
 }
 
+// The same steps with one threshold for all n elements (a layer-wise threshold,
+// or one channel's run of a channel-wise one): no threshold array to stream.
+void StepSubtractScalar(const float* __restrict x, float* __restrict y, float* __restrict v, float th,
+                        int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float vi = v[i] + x[i];
+    const bool s = vi >= th;
+    y[i] = s ? th : 0.0f;
+    v[i] = s ? vi - th : vi;
+  }
+}
+
+void StepZeroScalar(const float* __restrict x, float* __restrict y, float* __restrict v, float th, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float vi = v[i] + x[i];
+    const bool s = vi >= th;
+    y[i] = s ? th : 0.0f;
+    v[i] = s ? 0.0f : vi;
+  }
+}
+
+// Channel runs at least this long are stepped with a scalar threshold.
+constexpr int64_t kMinScalarRun = 64;
+
 }  // namespace
 
 // th[i] = theta of the channel of element begin+i (channel = (e / S) % C).
@@ -116,8 +140,37 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   alignas(64) float th[kIFNeuronBlock];
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
-  FillThreshold(p, begin, n, th);
   FillVInit(p, begin, n, v);
+  if (!p.per_channel || p.inner >= kMinScalarRun) {
+    // The block as runs of one channel: [start, start + length) with threshold theta.
+    struct Run { int64_t start, length; float theta; };
+    Run runs[kIFNeuronBlock / kMinScalarRun + 2];
+    int64_t count = 0;
+    if (!p.per_channel) {
+      runs[count++] = {0, n, p.threshold[0]};
+    } else {
+      int64_t r = begin % p.inner, c = (begin / p.inner) % p.channels;
+      for (int64_t i = 0; i < n; r = 0, c = (c + 1 == p.channels) ? 0 : c + 1) {
+        const int64_t length = std::min(p.inner - r, n - i);
+        runs[count++] = {i, length, p.threshold[c]};
+        i += length;
+      }
+    }
+    for (int64_t t = 0; t < p.timesteps; ++t) {
+      const float* x = p.x + t * p.step_size + begin;
+      float* y = p.y + t * p.step_size + begin;
+      for (int64_t k = 0; k < count; ++k) {
+        const Run& run = runs[k];
+        if (p.reset == ResetMode::kSubtract) {
+          StepSubtractScalar(x + run.start, y + run.start, v + run.start, run.theta, run.length);
+        } else {
+          StepZeroScalar(x + run.start, y + run.start, v + run.start, run.theta, run.length);
+        }
+      }
+    }
+    return;
+  }
+  FillThreshold(p, begin, n, th);
   for (int64_t t = 0; t < p.timesteps; ++t) {
     const float* x = p.x + t * p.step_size + begin;
     float* y = p.y + t * p.step_size + begin;
