@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from .config import ConvertConfig, Form
-from .errors import ConfigError
+from .errors import ConfigError, ConversionError
 from .graph import (AddTimeAxisPass, FoldConstantsPass, ReadoutPass, RemoveIdentityPass, export_graph,
                     import_model)
 from .graph.detect_quant import DetectQuantizedActivationsPass, quantizers_from_metadata
@@ -74,17 +74,27 @@ def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
     ReadoutPass(config.timesteps, reduce="sum")(graph)
     snn = export_graph(graph, like=ann)
     if config.form is Form.CUMULATIVE:  # the folded SNN above checked the graph and gave T*
-        snn = build_cumulative_snn(original if original is not None else ann, config.timesteps)
+        if original is None:
+            raise ConversionError("the cumulative form is built from the original quantized model (its own "
+                                  "quantizer ops); pass it as `original`")
+        snn = build_cumulative_snn(original, config.timesteps, len(quantizers))
     thresholds = {name: bif_parameters(q, 2)[0] for name, q in quantizers.items()}  # θ only: any rank
     return snn, thresholds, needed
 
 
-def build_cumulative_snn(model: onnx.ModelProto, timesteps: int) -> onnx.ModelProto:
-    """The cumulative form of the BIF SNN of ``model`` (see the module docstring)."""
+def build_cumulative_snn(model: onnx.ModelProto, timesteps: int, neurons: int) -> onnx.ModelProto:
+    """The cumulative form of the BIF SNN of ``model`` (see the module docstring), which has
+    ``neurons`` quantized activations."""
     graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
-    for step in (FoldConstantsPass(), RemoveIdentityPass(), DetectQuantizedActivationsPass(timesteps),
-                 AddTimeAxisPass(timesteps), ReadoutPass(timesteps, reduce="last")):
-        step(graph)
+    FoldConstantsPass()(graph)
+    RemoveIdentityPass()(graph)
+    detect = DetectQuantizedActivationsPass(timesteps)
+    detect(graph)
+    if len(detect.quantizers) != neurons:
+        raise ConversionError(f"the cumulative form found {len(detect.quantizers)} quantizers where the "
+                              f"spiking form has {neurons} neurons")
+    AddTimeAxisPass(timesteps)(graph)
+    ReadoutPass(timesteps, reduce="last")(graph)
     return export_graph(graph, like=model)
 
 
