@@ -20,7 +20,9 @@ replaces the original one inside the same ``Scan``, so the SNN runs
                          h_s = Σ over the sub-steps of the hidden neurons' spikes (count · θ)
 
 and the layers outside the recurrence (the readout of h_S, shape arithmetic)
-stay analog, as the last layer of a feed-forward SNN does.
+stay analog, as the last layer of a feed-forward SNN does. The hidden state is
+summed as spike counts times θ (:func:`count_readout`), so in float32 it is
+bit-identical to the quantizer's output, not just equal up to rounding.
 
 **Guarantee.** Let T* be the cell's guaranteed step count
 (:func:`onnx2snn.graph.spike_bif.exact_timesteps`: the largest Σ L_k over the

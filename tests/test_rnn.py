@@ -211,6 +211,18 @@ def test_cli_convert_and_evaluate(tmp_path, capsys):
     assert "IF neurons do not convert recurrences" in capsys.readouterr().err
 
 
+def test_cli_inspect_shows_the_cell(tmp_path, capsys):
+    good, bad = tmp_path / "q.onnx", tmp_path / "float_cell.onnx"
+    onnx.save(qrnn(), good)
+    onnx.save(qrnn(act="relu"), bad)
+    assert main(["inspect", str(good)]) == 0
+    text = capsys.readouterr().out
+    assert "recurrent" in text and "cell of Scan 'rnn'" in text and "quantized activation (4 levels" in text
+    assert main(["inspect", str(bad)]) == 1
+    text = capsys.readouterr().out
+    assert "q_relu: a float activation in the cell" in text
+
+
 def test_warns_below_the_guaranteed_substeps(caplog):
     with caplog.at_level(logging.WARNING):
         onnx2snn.convert(qrnn(), None, ConvertConfig(timesteps=2))
