@@ -211,7 +211,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=25.0, help="training time budget (whole epochs)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--input-lr-scale", type=float, default=0.1, help="learning rate of W relative to --lr")
+    ap.add_argument("--input-lr-scale", type=float, default=0.1, help="learning rate of W and λ relative to --lr")
     ap.add_argument("--recurrent-lr-scale", type=float, default=0.01,
                     help="learning rate of U and b relative to --lr")
     ap.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping")
@@ -234,11 +234,11 @@ def main() -> None:
     if args.export_only:
         model.load_state_dict(torch.load(args.checkpoint))
     else:
-        # w, b and U act at each of the 784 steps: their effect on h_784 is hundreds of times that
-        # of the readout's weights, so they get smaller learning rates (else Adam's first steps
-        # saturate or silence every hidden unit)
-        opt = torch.optim.Adam([{"params": [model.lam, *model.fc.parameters()]},
-                                {"params": [model.w], "lr": args.lr * args.input_lr_scale},
+        # W, λ, b and U act at each of the 784 steps: their effect on h_784 is hundreds of times
+        # that of the readout's weights, so they get smaller learning rates (else Adam's first
+        # steps saturate or silence every hidden unit)
+        opt = torch.optim.Adam([{"params": list(model.fc.parameters())},
+                                {"params": [model.w, model.lam], "lr": args.lr * args.input_lr_scale},
                                 {"params": [model.b, model.ut], "lr": args.lr * args.recurrent_lr_scale}], lr=args.lr)
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.perf_counter()
