@@ -16,7 +16,7 @@ from onnx2snn.cli import main
 from onnx2snn.config import ConvertConfig
 from onnx2snn.errors import ConfigError, UnsupportedOpError
 
-from conftest import run
+from conftest import MODELS, run
 
 F32 = np.float32
 TOL = 1e-5  # |logit difference| allowed: float32 rounding of the same real-arithmetic result
@@ -292,3 +292,15 @@ def test_if_neurons_refuse_recurrences():
     with pytest.raises(ConfigError, match="recurrences"):
         onnx2snn.convert(qrnn(), {"x": _x()}, ConvertConfig(timesteps=4, neuron="if"))
 
+
+def test_bundled_sequential_mnist_qrnn():
+    model = onnx2snn.load_model(str(MODELS / "seqmnist_qrnn.onnx"))
+    x = np.load(MODELS / "data" / "mnist_test.npz")["x"][:16].reshape(16, 784)
+    (want,) = run(model, {"image": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=8))
+    (rec,) = result.recurrences
+    assert rec.exact_substeps == rec.substeps == 8 and rec.total_steps == 784 * 8
+    got = _snn(result).run(["logits"], {"image": x})[0]  # 6,272 steps per digit
+    assert (got.argmax(1) == want.argmax(1)).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
+    assert (got == want).all(1).mean() >= 0.9
