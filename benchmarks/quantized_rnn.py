@@ -16,6 +16,7 @@ file exists (indices 8000-9999), else the 1,000 bundled in models/data.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import time
@@ -64,6 +65,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="only the first N test digits")
     ap.add_argument("--sweep", action="store_true", help="also run every T_s < T*")
     args = ap.parse_args()
+    logging.getLogger("onnx2snn").setLevel(logging.ERROR)  # T_s < T* warns; the sweep does that on purpose
 
     x, labels, source = test_data(args.limit)
     ann = onnx2snn.load_model(args.model)

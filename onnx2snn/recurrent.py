@@ -454,6 +454,8 @@ def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
         track = []
         if tracked is not None and tracked[0] is node:
             track = [j for j in range(states) if node.output[j] in tracked[2]]
+            if not all(body_outputs[j].name in running for j in track):
+                track = []  # a form whose cell SNN has no running output: the final outputs only
         r_in = [outer.fresh(f"{meta['body_inputs'][j]}_running_prev") for j in track]
         ins = [inputs[n] for n in meta["body_inputs"]]
         new_body.input.extend(ins[:states])
