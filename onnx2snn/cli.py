@@ -12,6 +12,8 @@ import sys
 import time
 from collections import Counter
 
+import onnx
+
 from . import __version__
 from .config import ConvertConfig, Form, Neuron, Reset, ThresholdSpec, VInit, preset_config
 from .errors import ConfigError, Onnx2SnnError
@@ -122,6 +124,14 @@ def _convert(args) -> int:
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
+    if result.recurrences:
+        for r in result.recurrences:
+            total = f"{r.sequence_length} elements x {r.substeps} = {r.total_steps} steps" if r.total_steps \
+                else f"S x {r.substeps} steps for S elements"
+            print(f"wrote {args.output}: recurrent BIF SNN, Scan '{r.node}': {r.neurons} BIFNeuron layer(s) in the "
+                  f"cell, T={r.substeps} sub-steps per element ({total}); hidden state equal to the quantized "
+                  f"RNN's with T >= {r.exact_substeps}, {time.perf_counter() - start:.1f}s")
+        return 0
     if result.exact_timesteps is not None:
         print(f"wrote {args.output}: {len(result.thresholds)} BIFNeuron layer(s), T={config.timesteps}, "
               f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
@@ -178,16 +188,13 @@ def _evaluate(args) -> int:
     return 0
 
 
-def _inspect(args) -> int:
-    import onnx
-
+def _inspect_rows(model) -> tuple[Counter, dict[str, str], int, dict[str, str]]:
+    """(op/status counts, offenders by node name, opset, status by node name) of a feed-forward model."""
     from .errors import UnsupportedOpError
     from .graph import FoldConstantsPass, find_unsupported, import_model
-    from .graph.detect_quant import DetectQuantizedActivationsPass
     from .graph._graph import relu_cap
-    from .io import load_model
+    from .graph.detect_quant import DetectQuantizedActivationsPass
 
-    model = load_model(args.model)
     graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     original = Counter(n.op for n in graph.nodes)
     FoldConstantsPass()(graph)
@@ -202,6 +209,7 @@ def _inspect(args) -> int:
                  **quant_offenders}
     quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     rows: Counter = Counter()
+    statuses = {}
     for node in graph.nodes:
         name = node.name or f"<unnamed {node.op}>"
         if name in offenders:
@@ -224,16 +232,80 @@ def _inspect(args) -> int:
         else:
             status = "kept (runs on every step)"
         rows[(node.op, status)] += 1
+        statuses[name] = status
     remaining = Counter(n.op for n in graph.nodes)
     for op, count in original.items():
         if count > folded.get(op, 0):
             rows[(op, "folded (computes a constant)")] += count - folded.get(op, 0)
         if folded.get(op, 0) > remaining.get(op, 0):
             rows[(op, "part of a quantized activation")] += folded.get(op, 0) - remaining.get(op, 0)
-    print(f"{args.model}: {sum(original.values())} nodes, opset {graph.opset}")
-    print(f"{'op':<22} {'count':>5}  status")
+    return rows, offenders, graph.opset, statuses
+
+
+def _print_rows(rows: Counter, indent: str = "") -> None:
+    print(f"{indent}{'op':<22} {'count':>5}  status")
     for (op, status), count in sorted(rows.items(), key=lambda kv: (kv[0][1].startswith("UNSUPPORTED"), kv[0])):
-        print(f"{op:<22} {count:>5}  {status}")
+        print(f"{indent}{op:<22} {count:>5}  {status}")
+
+
+def _inspect_recurrent(path: str, model) -> dict[str, str]:
+    """Print the layers outside the recurrence and each Scan's cell; return the offenders."""
+    from . import recurrent
+    from .errors import ConversionError
+    from .graph._graph import onnx_opset
+
+    offenders = {name: reason for name, _, reason in recurrent._outer_offenders(model)}
+    rows: Counter = Counter()
+    for node in model.graph.node:
+        name = recurrent._label(node)
+        if name in offenders:
+            status = "UNSUPPORTED: " + offenders[name]
+        elif node.op_type == "Scan":
+            status = "recurrence: its cell (below) becomes a BIF SNN, run T sub-steps per element"
+        else:
+            status = "kept (runs once, outside the recurrence)"
+        rows[(node.op_type, status)] += 1
+    print(f"{path}: {len(model.graph.node)} nodes, opset {onnx_opset(model)}, recurrent")
+    _print_rows(rows)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    types = recurrent._value_types(inferred)
+    for scan in [n for n in model.graph.node if n.op_type == "Scan"]:
+        label = recurrent._label(scan)
+        found: list = []
+        try:
+            made = recurrent._cell_model(model, scan, types, found)
+        except ConversionError as exc:
+            offenders[label] = str(exc)
+            print(f"cell of Scan '{label}': {exc}")
+            continue
+        offenders.update({name: reason for name, _, reason in found})
+        if made is None:
+            for name, _, reason in found:
+                print(f"cell of Scan '{label}': node '{name}': {reason}")
+            continue
+        cell_rows, cell_offenders, _, statuses = _inspect_rows(made[0])
+        float_act = "a float activation in the cell: quantize it (e.g. QCFS) to convert"
+        cell_offenders.update({name: float_act for name, status in statuses.items() if status == "becomes IFNeuron"})
+        fixed: Counter = Counter()
+        for (op, status), count in cell_rows.items():
+            fixed[(op, "UNSUPPORTED: " + float_act if status == "becomes IFNeuron" else status)] += count
+        print(f"cell of Scan '{label}' ({len(recurrent._attr(scan, 'body').node)} nodes):")
+        _print_rows(fixed, "  ")
+        offenders.update({f"{label}/{k}": v for k, v in cell_offenders.items()})
+    return offenders
+
+
+def _inspect(args) -> int:
+    from . import recurrent
+    from .io import load_model
+
+    model = load_model(args.model)
+    if recurrent.is_recurrent(model):
+        offenders = _inspect_recurrent(args.model, model)
+    else:
+        rows, offenders, opset, _ = _inspect_rows(model)
+        print(f"{args.model}: {len(model.graph.node)} nodes, opset {opset}")
+        _print_rows(rows)
     if offenders:
         print(f"not convertible: {len(offenders)} node(s) unsupported:")
         for name, reason in offenders.items():

@@ -22,7 +22,7 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from . import __version__, bif, tsep
+from . import __version__, bif, recurrent, tsep
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
@@ -54,6 +54,7 @@ class ConversionResult:
     v_init: Mapping[str, np.ndarray] | None = None
     layer_reports: tuple[LayerReport, ...] = ()
     exact_timesteps: int | None = None  # BIF: steps after which the SNN equals the quantized ANN
+    recurrences: tuple[recurrent.Recurrence, ...] = ()  # recurrent BIF SNN: one entry per converted Scan
 
 
 def prepare(model: onnx.ModelProto, move_maxpool: bool = True) -> onnx.ModelProto:
@@ -146,7 +147,10 @@ def _metadata(model: onnx.ModelProto) -> dict[str, str]:
 def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
             progress: bool = False) -> ConversionResult:
     """Convert ``model`` to an SNN calibrated on ``calibration_data`` (.npz path,
-    dict of arrays keyed by input name, or a data reader with ``get_next()``)."""
+    dict of arrays keyed by input name, or a data reader with ``get_next()``).
+    A model with a recurrence (Scan) becomes a recurrent BIF SNN (see recurrent.py)."""
+    if recurrent.is_recurrent(model):
+        return _convert_recurrent(model, config)
     ann = prepare(model, move_maxpool=config.neuron is not Neuron.TSEP)
     if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
                                        and bif.has_quantized_activations(ann, activation_names(ann))):
@@ -206,3 +210,19 @@ def _convert_bif(ann: onnx.ModelProto, config: ConvertConfig, original: onnx.Mod
     for key, value in list(_metadata(ann).items()) + list(meta.items()):
         snn.metadata_props.add(key=key, value=value)
     return ConversionResult(snn, ann, thresholds, config, exact_timesteps=needed)
+
+
+def _convert_recurrent(model: onnx.ModelProto, config: ConvertConfig) -> ConversionResult:
+    """Quantized RNN (Scan) → recurrent BIF SNN: the cell runs T sub-steps per element (see recurrent.py)."""
+    snn, thresholds, recurrences, running, quantizers = recurrent.build_recurrent_bif_snn(model, config)
+    needed = max(r.exact_substeps for r in recurrences)
+    if config.timesteps < needed:
+        log.warning("T=%d sub-steps per element < %d: the hidden states handed on are not settled; the SNN only "
+                    "approximates the quantized RNN", config.timesteps, needed)
+    meta = {META_TIMESTEPS: str(config.timesteps), META_RUNNING: json.dumps(running),
+            META_FORM: config.form.value, "onnx2snn.version": __version__,
+            **recurrent.recurrent_metadata(recurrences, quantizers)}
+    for key, value in list(_metadata(model).items()) + list(meta.items()):
+        snn.metadata_props.add(key=key, value=value)
+    return ConversionResult(snn, model, thresholds, config, exact_timesteps=needed,
+                            recurrences=tuple(recurrences))
