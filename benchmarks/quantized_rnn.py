@@ -64,6 +64,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=250)
     ap.add_argument("--limit", type=int, default=None, help="only the first N test digits")
     ap.add_argument("--sweep", action="store_true", help="also run every T_s < T*")
+    ap.add_argument("--form", default="folded", choices=["folded", "cumulative"],
+                    help="BIF form of the cell: spiking (folded) or exact (cumulative)")
     args = ap.parse_args()
     logging.getLogger("onnx2snn").setLevel(logging.ERROR)  # T_s < T* warns; the sweep does that on purpose
 
@@ -75,7 +77,7 @@ def main() -> None:
     t_star = probe.exact_timesteps
     T = args.timesteps or t_star
     start = time.perf_counter()
-    result = onnx2snn.convert(ann, None, ConvertConfig(timesteps=T, neuron="bif"))
+    result = onnx2snn.convert(ann, None, ConvertConfig(timesteps=T, neuron="bif", form=args.form))
     convert_s = time.perf_counter() - start
     (rec,) = result.recurrences
     print(f"{args.model}: Scan '{rec.node}' over {rec.sequence_length} elements, {rec.neurons} quantized layer(s) "
@@ -117,7 +119,7 @@ def main() -> None:
             if t == T:
                 logits = snn_logits
             else:
-                logits = snn_run(onnx2snn.convert(ann, None, ConvertConfig(timesteps=t, neuron="bif")).model)[0][0]
+                logits = snn_run(onnx2snn.convert(ann, None, ConvertConfig(timesteps=t, neuron="bif", form=args.form)).model)[0][0]
             print(f"| {t} | {t * rec.sequence_length} | {100 * (logits.argmax(1) == labels).mean():.2f} | "
                   f"{int((logits.argmax(1) == ann_pred).sum())}/{len(x)} | {np.abs(logits - ann_logits).max():.2e} |")
 
