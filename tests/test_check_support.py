@@ -29,9 +29,12 @@ def test_every_offending_node_is_named():
     (oh.make_node("ReduceMean", ["x"], ["y"], axes=[0]), "batch axis"),
     (oh.make_node("Clip", ["x", "lo"], ["y"]), "not a ReLU"),
     (oh.make_node("LeakyRelu", ["x"], ["y"]), "no spiking equivalent"),
+    (oh.make_node("Gather", ["x", "idx"], ["y"], axis=0), "batch axis"),
+    (oh.make_node("Gather", ["x", "x"], ["y"], axis=1), "computed from activations"),
 ])
 def test_batch_mixing_and_nonlinear_ops_rejected(node, reason):
-    model = make_model([node], [("x", ["N", 4])], [("y", ["N", 4])], {"lo": np.array(-1.0, np.float32)})
+    model = make_model([node], [("x", ["N", 4])], [("y", ["N", 4])],
+                       {"lo": np.array(-1.0, np.float32), "idx": np.array([0, 1, 2, 3], np.int64)})
     offenders = find_unsupported(import_model(model))
     assert len(offenders) == 1 and reason in offenders[0][2]
 

@@ -304,3 +304,49 @@ def test_bundled_sequential_mnist_qrnn():
     assert (got.argmax(1) == want.argmax(1)).all()
     np.testing.assert_allclose(got, want, rtol=0, atol=TOL)
     assert (got == want).all(1).mean() >= 0.9
+
+
+def unrolled_rnn(seq=4, hidden=3, features=2, levels=4, lam=1.5, seed=0):
+    """The same quantized ReLU RNN written unrolled, as a tracing exporter writes a Python loop:
+    per element a Gather of x, the two MatMuls, the bias and the QCFS chain; a Gemm readout."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], [_init("W", rng.normal(0, 1.0, (features, hidden))),
+                        _init("U", np.eye(hidden) * 0.6 + rng.normal(0, 0.3, (hidden, hidden))),
+                        _init("b", rng.normal(0, 0.2, hidden)), _init("Wo", rng.normal(0, 1, (5, hidden))),
+                        _init("bo", rng.normal(0, 0.1, 5))]
+    h = None
+    for s in range(seq):
+        p = f"t{s}_"
+        inits.append(_init(p + "idx", s, np.int64))
+        nodes += [oh.make_node("Gather", ["x", p + "idx"], [p + "x"], axis=1, name=p + "gather"),
+                  oh.make_node("MatMul", [p + "x", "W"], [p + "xw"], name=p + "input_weights")]
+        pre = p + "xw"
+        if h is not None:
+            nodes += [oh.make_node("MatMul", [h, "U"], [p + "hu"], name=p + "recurrent_weights"),
+                      oh.make_node("Add", [pre, p + "hu"], [p + "s"], name=p + "sum")]
+            pre = p + "s"
+        nodes.append(oh.make_node("Add", [pre, "b"], [p + "pre"], name=p + "bias"))
+        q_nodes, q_inits = qcfs_nodes(p + "q_", p + "pre", p + "h", levels, lam)
+        nodes += q_nodes
+        inits += q_inits
+        h = p + "h"
+    nodes.append(oh.make_node("Gemm", [h, "Wo", "bo"], ["logits"], transB=1, name="readout"))
+    graph = oh.make_graph(nodes, "unrolled_rnn",
+                          [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", seq, features])],
+                          [oh.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 5])], inits)
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13)], ir_version=8)
+
+
+@pytest.mark.parametrize("form", ["folded", "cumulative"])
+def test_unrolled_rnn_converts_as_a_feed_forward_bif_graph(form):
+    """The unrolled form is a DAG: it converts with the feed-forward BIF builder, exact from
+    T* = S·L (the S quantizers on the longest path, one per element) — correct, but S·L
+    steps for all neurons at once, so practical for short sequences (a Scan gets L per element)."""
+    model = unrolled_rnn()
+    x = np.random.default_rng(1).uniform(0, 1, (16, 4, 2)).astype(F32)
+    (want,) = run(model, {"x": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=16, neuron="auto", form=form))
+    assert result.exact_timesteps == 4 * 4 and len(result.thresholds) == 4
+    got = onnx2snn.InferenceSession(result.model).run(None, {"x": x})[0]
+    assert (got.argmax(1) == want.argmax(1)).all()
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL)

@@ -23,7 +23,7 @@ from ._graph import constant_value, is_empty, is_graph_output, node_label, relu_
 LINEAR_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization"}
 POOLING = {"AveragePool", "GlobalAveragePool", "MaxPool", "GlobalMaxPool", "LpPool"}
 STRUCTURAL = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Pad", "Concat",
-              "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand"}
+              "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand", "Gather"}
 SHAPE_ONLY = {"Shape", "Size"}
 FINAL_ONLY = {"Softmax", "LogSoftmax"}
 
@@ -169,6 +169,10 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
             return "Pad along the batch axis mixes samples"
         if value != 0.0:
             return f"Pad with value {value} is not supported (only zero padding)"
+    if op == "Gather":  # a selection along a feature axis (e.g. x[:, t] of a sequence) is linear
+        axis = int(node.attrs.get("axis", 0))
+        if axis == 0 or (rank is not None and axis == -rank):
+            return "Gather along the batch axis mixes samples"
     if op == "Split":
         axis = int(node.attrs.get("axis", 0))
         if axis == 0:
