@@ -1,5 +1,6 @@
 // CPU kernel of BIFCount; semantics in bif_count.h.
 #include "bif_count.h"
+#include "if_neuron.h"
 
 #include <algorithm>
 #include <exception>
@@ -74,16 +75,7 @@ void BIFCountKernel::Compute(OrtKernelContext* context) const {
 }
 
 OrtStatusPtr BIFCountKernel::ComputeV2(OrtKernelContext* context) const {
-  try {
-    Compute(context);
-    return nullptr;
-  } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (Where() + ": " + e.what()).c_str());
-  } catch (const std::invalid_argument& e) {
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-  } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, (Where() + ": " + e.what()).c_str());
-  }
+  return ComputeToStatus(Where(), [&] { Compute(context); });
 }
 
 OrtStatusPtr BIFCountOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {

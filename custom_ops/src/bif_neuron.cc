@@ -71,16 +71,7 @@ void BIFNeuronKernel::Compute(OrtKernelContext* context) const {
 }
 
 OrtStatusPtr BIFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
-  try {
-    Compute(context);
-    return nullptr;
-  } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (Where() + ": " + e.what()).c_str());
-  } catch (const std::invalid_argument& e) {
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-  } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, (Where() + ": " + e.what()).c_str());
-  }
+  return ComputeToStatus(Where(), [&] { Compute(context); });
 }
 
 OrtStatusPtr BIFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,

@@ -284,16 +284,7 @@ void IFNeuronKernel::Compute(OrtKernelContext* context) const {
 }
 
 OrtStatusPtr IFNeuronKernel::ComputeV2(OrtKernelContext* context) const {
-  try {
-    Compute(context);
-    return nullptr;
-  } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (Where() + ": " + e.what()).c_str());
-  } catch (const std::invalid_argument& e) {
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-  } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, (Where() + ": " + e.what()).c_str());
-  }
+  return ComputeToStatus(Where(), [&] { Compute(context); });
 }
 
 std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info) {

@@ -15,6 +15,8 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,22 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
 
 // The name of the node a kernel is created for ("" when the runtime gives none).
 std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info);
+
+// Runs compute() (a kernel's throwing Compute) and turns what it throws into an
+// OrtStatus whose message starts with `where` ("Op node 'name'"); nullptr on success.
+template <typename F>
+OrtStatusPtr ComputeToStatus(const std::string& where, F&& compute) noexcept {
+  try {
+    compute();
+    return nullptr;
+  } catch (const Ort::Exception& e) {
+    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (where + ": " + e.what()).c_str());
+  } catch (const std::invalid_argument& e) {  // messages that already name the node
+    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
+  } catch (const std::exception& e) {
+    return Ort::GetApi().CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
+  }
+}
 
 // Reads and checks the attributes timesteps (int >= 1) and reset ("subtract" |
 // "zero") and the node name; an OrtStatus naming the node on error.

@@ -9,10 +9,10 @@ namespace onnx2snn {
 
 OrtStatusPtr IFNeuronCudaKernel::ComputeV2(OrtKernelContext* context) const {
   const std::string where = "IFNeuron node '" + node_name_ + "' (CUDA)";
-  try {
+  return ComputeToStatus(where, [&] {
     Ort::KernelContext ctx(context);
     const IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, where);
-    if (p.step_size == 0) return nullptr;
+    if (p.step_size == 0) return;
     IFNeuronCudaArgs a{};
     a.x = p.x;
     a.y = p.y;
@@ -39,16 +39,9 @@ OrtStatusPtr IFNeuronCudaKernel::ComputeV2(OrtKernelContext* context) const {
       }
     }
     if (const char* err = LaunchIFNeuronCuda(a, ctx.GetGPUComputeStream())) {
-      return Ort::GetApi().CreateStatus(ORT_FAIL, (where + ": CUDA launch failed: " + err).c_str());
+      throw std::runtime_error(std::string("CUDA launch failed: ") + err);
     }
-    return nullptr;
-  } catch (const Ort::Exception& e) {
-    return Ort::GetApi().CreateStatus(e.GetOrtErrorCode(), (where + ": " + e.what()).c_str());
-  } catch (const std::invalid_argument& e) {
-    return Ort::GetApi().CreateStatus(ORT_INVALID_ARGUMENT, e.what());
-  } catch (const std::exception& e) {
-    return Ort::GetApi().CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
-  }
+  });
 }
 
 OrtStatusPtr IFNeuronCudaOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
