@@ -124,16 +124,17 @@ def _convert(args) -> int:
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
+    op = "BIFCount" if config.form is Form.CUMULATIVE else "BIFNeuron"
     if result.recurrences:
         for r in result.recurrences:
             total = f"{r.sequence_length} elements x {r.substeps} = {r.total_steps} steps" if r.total_steps \
                 else f"S x {r.substeps} steps for S elements"
-            print(f"wrote {args.output}: recurrent BIF SNN, Scan '{r.node}': {r.neurons} BIFNeuron layer(s) in the "
+            print(f"wrote {args.output}: recurrent BIF SNN, Scan '{r.node}': {r.neurons} {op} layer(s) in the "
                   f"cell, T={r.substeps} sub-steps per element ({total}); hidden state equal to the quantized "
                   f"RNN's with T >= {r.exact_substeps}, {time.perf_counter() - start:.1f}s")
         return 0
     if result.exact_timesteps is not None:
-        print(f"wrote {args.output}: {len(result.thresholds)} BIFNeuron layer(s), T={config.timesteps}, "
+        print(f"wrote {args.output}: {len(result.thresholds)} {op} layer(s), T={config.timesteps}, "
               f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
         return 0
     neurons = len(result.thresholds)  # one per ReLU; not every form has neuron nodes
