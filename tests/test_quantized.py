@@ -375,3 +375,27 @@ def test_onnxruntime_static_qdq_mnist_cnn_converts_exactly():
                                    providers=["CPUExecutionProvider"]).run(None, {"input": x})
     got = onnx2snn.InferenceSession(result.model, _extended()).run(None, {"input": x})[0]
     np.testing.assert_array_equal(got, want)  # settled well before T* on these digits
+
+
+@pytest.mark.parametrize("form", ["folded", "cumulative"])
+def test_fixed_batch_and_slashed_names(form):
+    """A fixed batch size (also hard-coded in a Reshape) and node names with '/' convert."""
+    model = quantized_net("qcfs")
+    for vi in (model.graph.input[0], model.graph.output[0]):
+        vi.type.tensor_type.shape.dim[0].dim_value = 16
+    for i, node in enumerate(model.graph.node):
+        if node.op_type == "Flatten":
+            node.op_type = "Reshape"
+            del node.attribute[:]
+            node.input.append("shape16")
+        node.name = f"block/{i}/{node.op_type}"
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array([16, -1], np.int64), "shape16"))
+    x = np.random.default_rng(0).uniform(0, 1, (16, 1, 6, 6)).astype(F32)
+    (want,) = ort.InferenceSession(model.SerializeToString(), _extended(),
+                                   providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=10, neuron="bif", form=form))
+    got = onnx2snn.InferenceSession(result.model, _extended()).run(None, {"x": x})[0]
+    if form == "cumulative":
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)

@@ -76,7 +76,8 @@ def constant_terms(ann: onnx.ModelProto) -> dict[str, np.ndarray]:
         if not dims or not all(isinstance(d, int) and d > 0 for d in dims[1:]):
             raise ConversionError(f"graph input '{x.name}' has shape {x.shape}; BIF conversion needs every "
                                   "dimension but the batch to be static (export with fixed input sizes)")
-        feeds[x.name] = np.zeros([1] + dims[1:], dtype=np.dtype(x.dtype) if x.dtype is not None else np.float32)
+        batch = dims[0] if isinstance(dims[0], int) and dims[0] > 0 else 1  # a fixed batch size is kept
+        feeds[x.name] = np.zeros([batch] + dims[1:], dtype=np.dtype(x.dtype) if x.dtype is not None else np.float32)
     for t in wanted:
         t.dtype = t.dtype or np.float32
     graph.outputs = list({t.name: t for t in wanted}.values())
@@ -85,7 +86,7 @@ def constant_terms(ann: onnx.ModelProto) -> dict[str, np.ndarray]:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     values = sess.run([t.name for t in graph.outputs], feeds)
-    return {t.name: np.asarray(v, np.float32) for t, v in zip(graph.outputs, values)}
+    return {t.name: np.asarray(v, np.float32)[:1] for t, v in zip(graph.outputs, values)}  # same for every sample
 
 
 class SAnalogEncodingPass:
