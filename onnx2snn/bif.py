@@ -61,25 +61,23 @@ def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
     if config.form not in (Form.FOLDED, Form.CUMULATIVE):
         raise ConfigError(f"--form {config.form.value} is not available with BIF neurons; use --form folded "
                           "or --form cumulative")
+    if config.form is Form.CUMULATIVE and original is None:
+        raise ConversionError("the cumulative form is built from the original quantized model (its own "
+                              "quantizer ops); pass it as `original`")
     quantizers = quantizers_from_metadata(ann)
-    constants = constant_terms(ann)
     graph = import_model(ann)
-    SpikeQuantizedPass(quantizers, config.timesteps)(graph)
+    SpikeQuantizedPass(quantizers, config.timesteps)(graph)  # checks the graph for both forms
     needed = exact_timesteps(graph)
     if config.timesteps < needed:
         log.warning("T=%d < %d: the SNN equals the quantized ANN only after %d steps", config.timesteps,
                     needed, needed)
-    AddTimeAxisPass(config.timesteps)(graph)
-    SAnalogEncodingPass(config.timesteps, constants)(graph)
-    ReadoutPass(config.timesteps, reduce="sum")(graph)
-    snn = export_graph(graph, like=ann)
-    if config.form is Form.CUMULATIVE:  # the folded SNN above checked the graph and gave T*
-        if original is None:
-            raise ConversionError("the cumulative form is built from the original quantized model (its own "
-                                  "quantizer ops); pass it as `original`")
-        snn = build_cumulative_snn(original, config.timesteps, len(quantizers))
     thresholds = {name: bif_parameters(q, 2)[0] for name, q in quantizers.items()}  # θ only: any rank
-    return snn, thresholds, needed
+    if config.form is Form.CUMULATIVE:
+        return build_cumulative_snn(original, config.timesteps, len(quantizers)), thresholds, needed
+    AddTimeAxisPass(config.timesteps)(graph)
+    SAnalogEncodingPass(config.timesteps, constant_terms(ann))(graph)
+    ReadoutPass(config.timesteps, reduce="sum")(graph)
+    return export_graph(graph, like=ann), thresholds, needed
 
 
 def build_cumulative_snn(model: onnx.ModelProto, timesteps: int, neurons: int) -> onnx.ModelProto:

@@ -28,11 +28,13 @@ from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
 from .config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
+from .errors import ConfigError
 from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
                     MoveMaxPoolPass, ReadoutPass,
                     RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
                     export_graph, import_model)
-from .graph.detect_quant import META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_to_json
+from .graph.detect_quant import (META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_from_metadata,
+                                 quantizers_to_json)
 from .graph.portable import PortableNeuronsPass
 from .graph.portable_ts import PortableTSNeuronsPass
 from .graph.readout import RUNNING_SUFFIX
@@ -155,13 +157,11 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
                                        and bif.has_quantized_activations(ann, activation_names(ann))):
         return _convert_bif(ann, config, model)
-    signed = [k for k, q in bif.quantizers_from_metadata(ann).items() if q.lowest < 0]
+    signed = [k for k, q in quantizers_from_metadata(ann).items() if q.lowest < 0]
     if signed:
-        from .errors import ConfigError
         raise ConfigError(f"signed quantized activations ({', '.join(signed)}) convert only to bipolar neurons: "
                           "use --neuron bif (or auto)")
     if config.form is Form.CUMULATIVE:
-        from .errors import ConfigError
         raise ConfigError("--form cumulative is the exact form of BIF SNNs (quantized ANNs, --neuron bif); "
                           "IF neurons use --form folded, streaming or portable")
     if calibration_data is None:

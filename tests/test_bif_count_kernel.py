@@ -3,7 +3,6 @@ and the reference against BIFNeuron (the same neuron in count form)."""
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper

@@ -392,8 +392,6 @@ class DetectQuantizedActivationsPass:
         if self._is_input_encoder(graph, x, pre + [quant, dequant]):
             return
         if self.count_timesteps is not None:
-            if pre:  # the level range is [0, hi] behind the Relu, [lo, hi] in the integer type
-                quantizer = Quantizer(int(hi), 1.0 / scale, 0.5, scale, "qdq", "round", int(lo))
             self._insert_count(graph, quant.outputs[0], quantizer, names, zero=zero, dtype=z.dtype)
             self.quantizers[dequant.outputs[0].name] = quantizer
             return

@@ -54,7 +54,7 @@ def bif_neuron(
     levels: int,
     min_level: int = 0,
 ) -> np.ndarray:
-    """Run bipolar IF neurons with spike counts bounded to [0, levels] over ``timesteps`` steps.
+    """Run bipolar IF neurons with spike counts bounded to [min_level, levels] over ``timesteps`` steps.
 
     Args:
         x: input current, shape ``[T·N, C, ...]`` (rank ≥ 2), converted to float32.
