@@ -2,7 +2,9 @@
 
 Rows build up the pipeline of the SNN Calibration papers (Li et al. 2021, 2022):
 threshold balancing alone (max, percentile, MSE, LTB), then v_init = θ/2, then
-layer-wise bias (BC), potential (PC) and weight (WC) calibration. Thresholds
+layer-wise bias (BC), potential (PC) and weight (WC) calibration; the last rows
+repeat the pipeline with bipolar neurons (``--neuron bif``: ±θ spikes, count in
+[0, T], so a neuron takes back what uneven input made it fire early). Thresholds
 that do not depend on T (max, percentile, ltb) are converted once at the
 largest T and read at every t from the running-mean output; the others are
 converted (and calibrated) for each T. Calibration time is measured per
@@ -33,16 +35,19 @@ SHARED = REPO.parent / "shared"
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)[None, :, None, None]
 STD = np.array([0.229, 0.224, 0.225], np.float32)[None, :, None, None]
 
-# (label, threshold, channel-wise, v_init, calibration steps, depends on T)
+# (label, threshold, channel-wise, v_init, calibration steps, depends on T, neuron)
 ROWS = [
-    ("max (layer)", "max", False, "zero", (), False),
-    ("percentile 99.99 (channel)", "percentile:99.99", True, "zero", (), False),
-    ("mse (channel)", "mse", True, "zero", (), True),
-    ("ltb (channel, v0=θ/2)", "ltb", True, "half", (), False),
-    ("mse + v0=θ/2", "mse", True, "half", (), True),
-    ("  + BC", "mse", True, "half", ("bias",), True),
-    ("  + BC + PC", "mse", True, "half", ("bias", "potential"), True),
-    ("  + WC + BC + PC (best)", "mse", True, "half", ("weight", "bias", "potential"), True),
+    ("max (layer)", "max", False, "zero", (), False, "if"),
+    ("percentile 99.99 (channel)", "percentile:99.99", True, "zero", (), False, "if"),
+    ("mse (channel)", "mse", True, "zero", (), True, "if"),
+    ("ltb (channel, v0=θ/2)", "ltb", True, "half", (), False, "if"),
+    ("mse + v0=θ/2", "mse", True, "half", (), True, "if"),
+    ("  + BC", "mse", True, "half", ("bias",), True, "if"),
+    ("  + BC + PC", "mse", True, "half", ("bias", "potential"), True, "if"),
+    ("  + WC + BC + PC", "mse", True, "half", ("weight", "bias", "potential"), True, "if"),
+    ("bipolar: mse + v0=θ/2", "mse", True, "half", (), True, "bif"),
+    ("  + BC", "mse", True, "half", ("bias",), True, "bif"),
+    ("  + BC + PC (best)", "mse", True, "half", ("bias", "potential"), True, "bif"),
 ]
 
 
@@ -81,11 +86,11 @@ def main() -> None:
           f"{len(xc)} calibration images; first {len(yt)} test images (JPEG)")
     print(f"ANN top-1: {ann_top1:.2f}%   SNN: top-1 % at T (difference to the ANN); calib s: per conversion")
     print(f"{'method':<28}" + "".join(f"{'T=' + str(t):>16}" for t in steps) + f"{'calib s (T=' + str(steps[-1]) + ')':>16}")
-    for label, th, cw, v0, cal_steps, per_t in rows:
+    for label, th, cw, v0, cal_steps, per_t, neuron in rows:
         accs, secs = {}, {}
         for T in (steps if per_t else [max(steps)]):
             cfg = ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse(th), channel_wise=cw, v_init=v0,
-                                calibrate=cal_steps)
+                                calibrate=cal_steps, neuron=neuron)
             start = time.perf_counter()
             result = onnx2snn.convert(model, {"input": xc}, cfg)
             secs[T] = time.perf_counter() - start

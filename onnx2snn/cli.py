@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
     c.add_argument("--calibration-data", default=None,
                    help=".npz with arrays keyed by input name (any one array for a single input); "
-                        "needed for IF neurons, unused by BIF neurons")
+                        "needed unless every activation is quantized (BIF neurons)")
     c.add_argument("--timesteps", "-T", type=_positive_int, required=True, help="number of time steps T >= 1")
     c.add_argument("--threshold", type=_threshold, default=None,
                    help="threshold balancing: max, percentile:P of the positive activations, mse "
@@ -88,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library); "
                         "cumulative (BIF only): layers fed cumulative spike counts, bit-exact with the ANN")
 
-    c.add_argument("--neuron", choices=[n.value for n in Neuron], default=Neuron.AUTO.value,
-                   help="if: integrate-and-fire, calibrated thresholds; bif: bipolar IF, lossless for quantized "
-                        "activations (no calibration); tsep: integrate-then-fire (temporal separation), "
+    c.add_argument("--neuron", choices=[n.value for n in Neuron], default=None,
+                   help="if: integrate-and-fire, calibrated thresholds; bif: bipolar IF (±θ spikes, count in "
+                        "[0, L]): lossless for quantized activations (no calibration), and on a float ANN "
+                        "calibrated like if with L = T (it takes back spikes the uneven input made it fire "
+                        "early; folded form only); tsep: integrate-then-fire (temporal separation), "
                         "calibrated like if, each layer exactly the T-level quantised ReLU, latency (D+1)·T "
-                        "steps; auto (default): bif when every activation is quantized, else if")
+                        "steps; auto (default; --preset best: bif): bif when every activation is quantized, "
+                        "else if")
 
     e = sub.add_parser("evaluate", parents=[common], help="top-1 of the ANN and of the SNN after each step")
     e.add_argument("ann", help="the ANN (.onnx)")
@@ -112,14 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _convert(args) -> int:
     from .io import check_output_path, load_model, save_model
-    from .pipeline import convert
+    from .pipeline import convert, neuron_op
     from .tsep import META_DEPTH, META_LATENCY
 
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
     given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
-                               "v_init": args.v_init, "calibrate": args.calibrate}.items() if v is not None}
+                               "v_init": args.v_init, "calibrate": args.calibrate, "neuron": args.neuron}.items()
+             if v is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
-                  form=Form(args.form), neuron=Neuron(args.neuron))
+                  form=Form(args.form))
     config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
@@ -138,7 +142,7 @@ def _convert(args) -> int:
               f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
         return 0
     neurons = len(result.thresholds)  # one per ReLU; not every form has neuron nodes
-    op = "TSNeuron" if config.neuron is Neuron.TSEP else "IFNeuron"
+    op = neuron_op(config.neuron)
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} {op} layer(s), T={config.timesteps}, threshold {config.threshold}"
           f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "

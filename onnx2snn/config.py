@@ -160,7 +160,7 @@ class ConvertConfig:
 # The pipeline benchmarks/calibration_cifar.py found best (see README).
 PRESETS = {
     "best": dict(threshold=ThresholdSpec(ThresholdMethod.MSE), channel_wise=True, v_init=VInit.HALF,
-                 calibrate=(Calibration.WEIGHT, Calibration.BIAS, Calibration.POTENTIAL)),
+                 calibrate=(Calibration.BIAS, Calibration.POTENTIAL), neuron=Neuron.BIF),
 }
 
 

@@ -8,7 +8,9 @@
     spike:     ReLU → IFNeuron → time axis (tile inputs) → hoist the time-invariant head
                (it runs once, its output is tiled) → readout (mean over T)
 
-``--neuron bif`` takes the lossless path of :mod:`.bif` (no calibration);
+``--neuron bif`` takes the lossless path of :mod:`.bif` (no calibration) for a
+quantized graph; on a float ANN it calibrates as IF and spikes with bipolar
+BIFNeuron (levels = T: the count, hence the rate, stays in [0, θ]);
 ``--neuron tsep`` calibrates as IF but keeps MaxPool after its ReLU and spikes
 with TSNeuron (:mod:`.tsep`: exactly the T-level quantised ANN).
 """
@@ -26,7 +28,7 @@ from . import __version__, bif, recurrent, tsep
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
-from .config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
+from .config import ConvertConfig, Form, Neuron, Reset, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
 from .errors import ConfigError
 from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
@@ -106,13 +108,17 @@ def half_potentials(thresholds: Mapping[str, np.ndarray], ranks: Mapping[str, in
     return {n: (t / 2).reshape([-1] + [1] * (ranks[n] - 2)) if t.ndim else t / 2 for n, t in thresholds.items()}
 
 
+def neuron_op(neuron: Neuron) -> str:
+    """The op that replaces a ReLU of a float ANN (``bif``: a bipolar IF with its count in [0, T])."""
+    return {Neuron.TSEP: "TSNeuron", Neuron.BIF: "BIFNeuron"}.get(neuron, "IFNeuron")
+
+
 def build_snn(ann: onnx.ModelProto, thresholds: Mapping[str, np.ndarray], config: ConvertConfig,
               v_init: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """Rewrite the canonical ANN into the SNN with the given neuron parameters."""
     graph = import_model(ann)
     temporal_separation = config.neuron is Neuron.TSEP
-    SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init,
-                         op="TSNeuron" if temporal_separation else "IFNeuron")(graph)
+    SpikeActivationsPass(thresholds, config.timesteps, config.reset.value, v_init, op=neuron_op(config.neuron))(graph)
     mode_meta = {META_FORM: config.form.value}
     if temporal_separation:
         tsep.check_exact_pools(graph)
@@ -154,19 +160,30 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     if recurrent.is_recurrent(model):
         return _convert_recurrent(model, config)
     ann = prepare(model, move_maxpool=config.neuron is not Neuron.TSEP)
-    if config.neuron is Neuron.BIF or (config.neuron is Neuron.AUTO
-                                       and bif.has_quantized_activations(ann, activation_names(ann))):
+    if bif.has_quantized_activations(ann, activation_names(ann)) and config.neuron in (Neuron.BIF, Neuron.AUTO) \
+            or config.neuron is Neuron.BIF and quantizers_from_metadata(ann):
         return _convert_bif(ann, config, model)
     signed = [k for k, q in quantizers_from_metadata(ann).items() if q.lowest < 0]
     if signed:
         raise ConfigError(f"signed quantized activations ({', '.join(signed)}) convert only to bipolar neurons: "
                           "use --neuron bif (or auto)")
     if config.form is Form.CUMULATIVE:
-        raise ConfigError("--form cumulative is the exact form of BIF SNNs (quantized ANNs, --neuron bif); "
-                          "IF neurons use --form folded, streaming or portable")
+        raise ConfigError("--form cumulative is the exact form of BIF SNNs of quantized ANNs; the model's "
+                          "activations are not quantized: use --form folded, streaming or portable")
+    if config.neuron is Neuron.BIF and config.form is not Form.FOLDED:
+        raise ConfigError(f"--form {config.form.value} is not available for bipolar neurons on a float ANN; "
+                          "use --form folded (or --neuron if for the streaming and portable forms)")
+    if config.neuron is Neuron.BIF and config.reset is not Reset.SUBTRACT:
+        raise ConfigError("--reset does not apply to --neuron bif (a bipolar neuron always subtracts θ); "
+                          "leave it at its default")
     if calibration_data is None:
         from .errors import CalibrationError
-        raise CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph whose "
+        if config.neuron in (Neuron.IF, Neuron.TSEP):
+            raise CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph "
+                                   "whose activations are all quantized converts without (--neuron bif)")
+        plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))]
+        raise CalibrationError(f"the activations {', '.join(plain)} are not quantized: their neurons need "
+                               "thresholds calibrated on data (--calibration-data); only a graph whose "
                                "activations are all quantized converts without (--neuron bif)")
     feeds = calibration_feeds(calibration_data, ann)
     specs = model_inputs(ann)
@@ -191,7 +208,8 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     reports: tuple = ()
     calibrated = ann
     if config.calibrate:
-        calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate)
+        calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate,
+                                         neuron_op(config.neuron))
         calibrated, v_init, layer_reports = calibrator.run(feeds, config.batch_size, fixed, progress=progress)
         reports = tuple(layer_reports)
     snn = build_snn(calibrated, thresholds, config, v_init or None)

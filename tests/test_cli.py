@@ -173,8 +173,12 @@ def test_convert_preset_best_with_report(tmp_path, capsys):
     out = tmp_path / "snn.onnx"
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--report")) == 0
     text = capsys.readouterr().out
-    assert "threshold mse channel-wise, v_init half, calibration bias,potential,weight" in text
+    assert "3 BIFNeuron layer(s)" in text
+    assert "threshold mse channel-wise, v_init half, calibration bias,potential" in text
     assert "floor before" in text and text.count("/relu") == 3
+    # an explicit flag wins over the preset
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--neuron", "if", "-q")) == 0
+    assert "3 IFNeuron layer(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("flags, fragment", [

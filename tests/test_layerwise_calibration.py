@@ -112,3 +112,84 @@ def test_ltb_thresholds_grow_towards_the_activation_range():
     # the first step already jumps to 2·E[relu(z)] (= the max for a uniform [0, max]);
     # later steps add 2·E[(z − θ)⁺], which is small from there on
     assert 0.9 < th[0] < 1.2
+
+
+def three_layer_model():
+    """x[4] -> Gemm -> Relu (a1) -> Gemm -> Relu (a2) -> Gemm -> Relu (a3) -> Gemm -> y, mixed-sign
+    weights: layer 2's input arrives unevenly, so its bipolar neurons emit negative spikes, which
+    layer 3 reads."""
+    rng = np.random.default_rng(3)
+    nodes, inits, prev = [], {}, "x"
+    sizes = [4, 6, 5, 5, 3]
+    for k in range(1, 5):
+        nodes.append(oh.make_node("Gemm", [prev, f"w{k}", f"b{k}"], [f"z{k}"], name=f"fc{k}"))
+        inits[f"w{k}"] = rng.uniform(-1, 1, (sizes[k - 1], sizes[k])).astype(np.float32)
+        inits[f"b{k}"] = np.full(sizes[k], 0.1 if k > 1 else 0.0, np.float32)
+        if k < 4:
+            nodes.append(oh.make_node("Relu", [f"z{k}"], [f"a{k}"]))
+            prev = f"a{k}"
+    nodes[-1].output[0] = "y"
+    return make_model(nodes, [("x", ["N", 4])], [("y", ["N", 3])], inits)
+
+
+def neuron_outputs(snn, feeds, names):
+    """The SNN's intermediate tensors ``names`` (neuron outputs, [T·N, C]) under onnxruntime."""
+    import onnx
+    extra = onnx.ModelProto()
+    extra.CopyFrom(snn)
+    extra.graph.output.extend(oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
+    return onnx2snn.InferenceSession(extra).run(list(names), feeds)
+
+
+def test_bipolar_neurons_on_a_float_ann_match_the_reference():
+    from onnx2snn.neurons.bif_neuron import bif_neuron
+    model, T = three_layer_model(), 6
+    x = np.random.default_rng(4).uniform(-1, 1, (32, 4)).astype(np.float32)
+    result = onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse("max"),
+                                                              v_init="half", neuron="bif"))
+    neurons = [n for n in result.model.graph.node if n.op_type == "BIFNeuron"]
+    assert len(neurons) == 3 and not any(n.op_type == "IFNeuron" for n in result.model.graph.node)
+    assert all(oh.get_attribute_value(a) == T for n in neurons for a in n.attribute if a.name == "levels")
+    s1, s2 = neuron_outputs(result.model, {"x": x}, ["a1", "a2"])
+    w = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    th = result.thresholds
+    ref1 = bif_neuron(np.tile(x @ w["w1"] + w["b1"], (T, 1)), th["a1"], th["a1"] / 2, timesteps=T, levels=T)
+    ref2 = bif_neuron(ref1 @ w["w2"] + w["b2"], th["a2"], th["a2"] / 2, timesteps=T, levels=T)
+    np.testing.assert_allclose(s1, ref1, atol=1e-6)
+    np.testing.assert_allclose(s2, ref2, atol=1e-5)
+    assert (s2 < 0).any(), "the example should exercise negative spikes"
+
+
+def test_bipolar_bias_calibration_sees_the_snns_own_spikes():
+    """Layer 3's BC shift is the mean error of the SNN as built (layers 1-2 calibrated, layer 2's
+    negative spikes included): rebuilt from the converted model with layer 3's bias put back."""
+    model, T = three_layer_model(), 6
+    x = np.random.default_rng(5).uniform(-1, 1, (64, 4)).astype(np.float32)
+    cfg = ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse("max"), v_init="half", neuron="bif",
+                        calibrate=("bias",))
+    result = onnx2snn.convert(model, {"x": x}, cfg)
+    b3 = bias_of(model, "b3")
+    fc3 = next(n for n in result.model.graph.node if n.name == "fc3")
+    shifted = next(i for i in result.model.graph.initializer if i.name == fc3.input[2])
+    delta = numpy_helper.to_array(shifted) - b3
+    shifted.CopyFrom(numpy_helper.from_array(b3, shifted.name))      # layer 3 as it was before its BC
+    s2, s3 = neuron_outputs(result.model, {"x": x}, ["a2", "a3"])
+    assert (s2 < 0).any(), "layer 3 should read negative spikes"
+    ann_a3 = np.maximum(neuron_outputs(result.ann, {"x": x}, ["z3"])[0], 0)   # θ = max: no clipping
+    np.testing.assert_allclose(delta, (ann_a3 - s3.reshape(T, len(x), -1).mean(0)).mean(0), atol=1e-5)
+
+
+def test_reused_currents_equal_recomputed_ones(monkeypatch):
+    """Pass B's reuse of pass-A currents (plus the bias shift) gives the recomputed result."""
+    from onnx2snn.calibration import layerwise
+    model = three_layer_model()
+    x = np.random.default_rng(6).uniform(-1, 1, (64, 4)).astype(np.float32)
+    cfg = ConvertConfig(timesteps=5, threshold=ThresholdSpec.parse("mse"), v_init="half", neuron="bif",
+                        calibrate=("bias", "potential"), batch_size=16)
+    kept = onnx2snn.convert(model, {"x": x}, cfg)
+    monkeypatch.setattr(layerwise, "KEEP_BYTES", 0)
+    recomputed = onnx2snn.convert(model, {"x": x}, cfg)
+    for name in ("b1", "b2", "b3"):
+        np.testing.assert_allclose(bias_of(kept.model, name), bias_of(recomputed.model, name), atol=1e-6)
+    for name in kept.v_init:
+        np.testing.assert_allclose(kept.v_init[name], recomputed.v_init[name], atol=1e-5)

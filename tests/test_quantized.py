@@ -249,12 +249,19 @@ def test_signed_qdq_converts_to_bipolar_counts_below_zero(zero_point, dtype, for
         onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=4, neuron="if"))
 
 
-def test_unquantized_relu_is_refused_in_bif_mode():
+def test_unquantized_relu_needs_calibration_data_in_bif_mode():
+    """A float ANN converts to bipolar neurons only with calibrated thresholds: without data the
+    error names every unquantized activation."""
+    from onnx2snn.errors import CalibrationError
     nodes = [oh.make_node("Conv", ["x", "w"], ["c"]), oh.make_node("Relu", ["c"], ["r"], name="plain_relu"),
              oh.make_node("Flatten", ["r"], ["y"])]
     model = make_model(nodes, [("x", ["N", 1, 2, 2])], [("y", ["N", 8])], {"w": np.ones((2, 1, 1, 1), F32)})
-    with pytest.raises(UnsupportedOpError, match="plain_relu"):
+    with pytest.raises(CalibrationError, match="'plain_relu' \\(Relu\\)"):
         onnx2snn.convert(model, None, ConvertConfig(timesteps=4, neuron="bif"))
+    x = np.random.default_rng(0).uniform(-1, 1, (16, 1, 2, 2)).astype(F32)
+    for bad in (dict(form="streaming"), dict(form="portable"), dict(form="cumulative"), dict(reset="zero")):
+        with pytest.raises(ConfigError, match="form|reset"):
+            onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=4, neuron="bif", **bad))
 
 
 def test_max_pool_after_a_quantized_layer_is_refused():

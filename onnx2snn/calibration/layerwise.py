@@ -21,8 +21,14 @@ a = clip(z, 0, cap) and SNN time-averaged output r̄ = (1/T)·Σ_t y_t:
 All three corrections are computed from one pass over the data (the later
 steps assume the neuron is in its linear range, where shifting every step's
 current by δ shifts the rate by δ); a second pass produces the calibrated
-spike trains that later layers read. Spike trains are kept bit-packed and only while a later
-layer still needs them; memory otherwise is one batch.
+spike trains that later layers read. Without WC the second pass reuses the
+first pass's input currents plus the bias shift while they fit in
+``keep_bytes`` (default 4 GiB; beyond it they are recomputed). Spike trains
+are kept bit-packed (bipolar neurons: a second bit plane for the negative
+spikes) and only while a later layer still needs them.
+
+The neuron simulated is the one the SNN will use: ``IFNeuron`` or, for
+``--neuron bif`` on a float ANN, ``BIFNeuron`` with levels = T.
 
 The per-layer error report follows the 2022 paper's decomposition:
 clipping error E[(a − clip(a, 0, θ))²] and flooring error
@@ -50,6 +56,7 @@ from .collect import augment_outputs, calibration_session
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
 WC_ROWS = 16384   # rows (positions) per batch entering the least-squares sums
+KEEP_BYTES = 4 << 30  # pass-A input currents kept for pass B (beyond this they are recomputed)
 
 
 @dataclass
@@ -156,7 +163,10 @@ class LayerwiseCalibrator:
     """Calibrate biases, initial potentials and weights of the SNN layer by layer."""
 
     def __init__(self, ann: onnx.ModelProto, thresholds: dict[str, np.ndarray], v0: dict[str, np.ndarray],
-                 timesteps: int, reset: str, steps: tuple[Calibration, ...]):
+                 timesteps: int, reset: str, steps: tuple[Calibration, ...], neuron_op: str = "IFNeuron",
+                 keep_bytes: int | None = None):
+        self.neuron_op = neuron_op
+        self.keep_bytes = KEEP_BYTES if keep_bytes is None else int(keep_bytes)
         self.ann = onnx.ModelProto()
         self.ann.CopyFrom(ann)
         self.T, self.reset, self.steps = int(timesteps), reset, steps
@@ -172,8 +182,9 @@ class LayerwiseCalibrator:
         self._if_session = self._make_if_session()
 
     def _make_if_session(self) -> ort.InferenceSession:
-        node = onnx.helper.make_node("IFNeuron", ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
-                                     timesteps=self.T, reset=self.reset)
+        attrs = dict(reset=self.reset) if self.neuron_op == "IFNeuron" else dict(levels=self.T)
+        node = onnx.helper.make_node(self.neuron_op, ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
+                                     timesteps=self.T, **attrs)
         f = onnx.TensorProto.FLOAT
         graph = onnx.helper.make_graph([node], "if", [onnx.helper.make_tensor_value_info(n, f, None)
                                                       for n in ("x", "theta", "v0")],
@@ -236,10 +247,14 @@ class LayerwiseCalibrator:
             if name in self.input_names:
                 out[name] = feed[name]
             else:
-                packed, shape, theta = store[name][b]
-                spikes = np.unpackbits(packed, count=int(np.prod(shape))).reshape(shape).astype(np.float32)
+                up, down, shape, theta = store[name][b]
+                count = int(np.prod(shape))
+                spikes = np.unpackbits(up, count=count).reshape(shape).astype(np.float32)
+                if down is not None:   # bipolar neurons: negative spikes in a second bit plane
+                    spikes -= np.unpackbits(down, count=count).reshape(shape)
                 th = theta.reshape([-1] + [1] * (len(shape) - 2)) if theta.ndim else theta
-                out[name] = spikes * th
+                spikes *= th
+                out[name] = spikes
         return out
 
     def _calibrate_layer(self, i, layer: _Layer, outs, batches, z_cache, store, stops) -> LayerReport:
@@ -252,9 +267,14 @@ class LayerwiseCalibrator:
         sum_a2 = clip_err = floor_before = 0.0
         A = B = S = Q = M = None
         w_node = layer.weight_node if Calibration.WEIGHT in self.steps else None
+        kept: dict[int, np.ndarray] = {}    # pass-A currents, reused by pass B while they fit
+        kept_bytes = 0
         for b, (feed, valid) in enumerate(batches):
             res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
             current = res[0]
+            if w_node is None and kept_bytes + current.nbytes <= self.keep_bytes:
+                kept[b] = current
+                kept_bytes += current.nbytes
             n = current.shape[0] // T
             z = z_cache[b][i]
             _, r, a, ca = self._simulate(layer, current, z, valid)
@@ -307,9 +327,12 @@ class LayerwiseCalibrator:
             err_n = err_n - shift_n
             err_c = err_c - shift_n.reshape(shift_n.shape[0], -1).sum(1)
         delta_b = np.zeros_like(err_c)
+        shift = None                           # what BC adds to every step's current
         if Calibration.BIAS in self.steps:
             delta_b = (err_c / channel_axis_sum).astype(np.float32)
-            if not self._shift_bias(layer, delta_b):
+            if self._shift_bias(layer, delta_b):
+                shift = delta_b.astype(np.float32).reshape(shape)
+            else:
                 layer.v0 = layer.v0 + T * delta_b.reshape(shape)
                 report.notes.append("BC applied as initial potential (no bias to shift)")
         if Calibration.POTENTIAL in self.steps:
@@ -317,14 +340,21 @@ class LayerwiseCalibrator:
             theta = layer.theta.reshape(shape) if layer.theta.ndim else layer.theta
             layer.v0 = np.clip(np.broadcast_to(layer.v0, err_n.shape) + dv, -theta, theta).astype(np.float32)
         # second pass: calibrated spike trains (kept for later layers) and the error after
-        sess, inputs = self._segment_session([layer.pre], stops, layer.act)
+        if len(kept) < len(batches):
+            sess, inputs = self._segment_session([layer.pre], stops, layer.act)
         floor_after = 0.0
         store[layer.act] = []
         for b, (feed, valid) in enumerate(batches):
-            current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
+            if b in kept:
+                current = kept.pop(b)
+                if shift is not None:
+                    current += shift
+            else:
+                current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
             y, r, _, ca = self._simulate(layer, current, z_cache[b][i], valid)
             floor_after += _sq(ca - r)
-            store[layer.act].append((np.packbits(y != 0), y.shape, layer.theta))
+            down = np.packbits(y < 0) if self.neuron_op == "BIFNeuron" else None
+            store[layer.act].append((np.packbits(y > 0), down, y.shape, layer.theta))
         report.floor_after = floor_after / denom
         return report
 

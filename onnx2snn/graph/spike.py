@@ -49,7 +49,7 @@ def neuron_threshold(node: gs.Node, thresholds: Mapping[str, np.ndarray]) -> np.
     return theta
 
 
-NEURON_OPS = ("IFNeuron", "TSNeuron")
+NEURON_OPS = ("IFNeuron", "TSNeuron", "BIFNeuron")
 
 
 class SpikeActivationsPass:
@@ -69,6 +69,8 @@ class SpikeActivationsPass:
         attrs = {"timesteps": self.timesteps}
         if self.op == "IFNeuron":
             attrs["reset"] = self.reset
+        elif self.op == "BIFNeuron":
+            attrs["levels"] = self.timesteps   # the count k ∈ [0, T]: output ∈ [0, θ] like the IF rate
         for node in activation_nodes(graph):
             out = node.outputs[0]
             theta = neuron_threshold(node, self.thresholds)
