@@ -12,6 +12,7 @@ conversion (collecting statistics + thresholds + layer-wise calibration).
 
     python benchmarks/calibration_cifar.py                       # ResNet-32, 1,024 calibration images
     python benchmarks/calibration_cifar.py --test-images 2000 --model ../shared/models/cifar10_resnet44_bn.onnx
+    python benchmarks/calibration_cifar.py --dataset mnist --test-images 2000   # models/mnist_vgg.onnx
 
 Needs ../shared (models and JPEG CIFAR-10 sets). The test images are JPEG-compressed:
 use the table to compare the SNN with its ANN, not as a CIFAR-10 accuracy.
@@ -68,24 +69,38 @@ def accuracy_per_step(snn, x, labels, batch=100) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(SHARED / "models" / "cifar10_resnet32.onnx"))
+    ap.add_argument("--model", default=None,
+                    help="default: ../shared/models/cifar10_resnet32.onnx, or models/mnist_vgg.onnx with "
+                         "--dataset mnist")
+    ap.add_argument("--dataset", choices=["cifar", "mnist"], default="cifar",
+                    help="mnist: calibration on the first of the 8,000 training digits of "
+                         "../shared/data/mnist10k.npz, test on its held-out digits 8000-9999")
     ap.add_argument("--calib-images", type=int, default=1024)
     ap.add_argument("--test-images", type=int, default=1000)
     ap.add_argument("--timesteps", default="4,8,16,32,64")
     ap.add_argument("--rows", default=None, help="comma-separated row indices to run (default: all)")
     args = ap.parse_args()
     steps = [int(t) for t in args.timesteps.split(",")]
-    cal = np.load(SHARED / "data" / "cifar10_train_jpeg_2048.npz")
-    test = np.load(SHARED / "data" / "cifar10_test_jpeg.npz")
-    xc = preprocess(cal["images"][:args.calib_images])
-    xt, yt = preprocess(test["images"][:args.test_images]), test["labels"][:args.test_images]
+    if args.dataset == "mnist":
+        args.model = args.model or str(REPO / "models" / "mnist_vgg.onnx")
+        digits = np.load(SHARED / "data" / "mnist10k.npz")
+        x_all = (digits["images"].astype(np.float32) / 255.0)[:, None]
+        xc = x_all[:args.calib_images]
+        xt, yt = x_all[8000:8000 + args.test_images], digits["labels"][8000:8000 + args.test_images]
+    else:
+        args.model = args.model or str(SHARED / "models" / "cifar10_resnet32.onnx")
+        cal = np.load(SHARED / "data" / "cifar10_train_jpeg_2048.npz")
+        test = np.load(SHARED / "data" / "cifar10_test_jpeg.npz")
+        xc = preprocess(cal["images"][:args.calib_images])
+        xt, yt = preprocess(test["images"][:args.test_images]), test["labels"][:args.test_images]
     model = onnx2snn.load_model(args.model)
     ann_top1 = 100.0 * (ort.InferenceSession(args.model).run(None, {"input": xt})[0].argmax(1) == yt).mean()
     rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     print(f"machine: {platform.machine()}, {ort.__version__=}; model {Path(args.model).name}; "
-          f"{len(xc)} calibration images; first {len(yt)} test images (JPEG)")
-    print(f"ANN top-1: {ann_top1:.2f}%   SNN: top-1 % at T (difference to the ANN); calib s: per conversion")
-    print(f"{'method':<28}" + "".join(f"{'T=' + str(t):>16}" for t in steps) + f"{'calib s (T=' + str(steps[-1]) + ')':>16}")
+          f"{len(xc)} calibration images; {len(yt)} test images ({args.dataset})")
+    print(f"ANN top-1: {ann_top1:.2f}%   SNN: top-1 % at T (difference to the ANN); calib s: seconds per "
+          "conversion, at each T it converts at")
+    print(f"{'method':<28}" + "".join(f"{'T=' + str(t):>16}" for t in steps) + f"{'calib s':>20}")
     for label, th, cw, v0, cal_steps, per_t, neuron in rows:
         accs, secs = {}, {}
         for T in (steps if per_t else [max(steps)]):
@@ -100,7 +115,8 @@ def main() -> None:
             else:
                 accs = {t: acc[t - 1] for t in steps}
         cells = "".join(f"{accs[t]:8.2f} ({accs[t] - ann_top1:+6.2f})" for t in steps)
-        print(f"{label:<28}{cells}{secs[max(secs)]:16.1f}", flush=True)
+        per_t = "/".join(f"{secs[t]:.0f}" for t in sorted(secs))
+        print(f"{label:<28}{cells}  {per_t:>18}", flush=True)
 
 
 if __name__ == "__main__":

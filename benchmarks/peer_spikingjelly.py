@@ -16,6 +16,8 @@ Both converters calibrate on the same images (the first ``--calib`` of
 - onnx2snn ``mse+half``   : ``ConvertConfig(timesteps=T, channel_wise=True,
   threshold=ThresholdSpec.parse("mse"), v_init="half")`` (θ depends on T, so one
   conversion per T)
+- onnx2snn ``best``       : ``preset_config("best", timesteps=T)`` (bipolar neurons,
+  mse channel-wise, v_init θ/2, layer-wise BC + PC; one conversion per T)
 - SpikingJelly ``RateCodingRecipe(mode="max")`` (the classic ``Converter(mode='max')``:
   one threshold per layer, running max over batches with momentum 0.1)
 - SpikingJelly ``RateCodingRecipe(mode="99.9%", channel_wise=True, half_threshold=True)``
@@ -168,7 +170,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="--test 100 --repeat 1 (about 10 minutes here)")
     ap.add_argument("--methods", nargs="+", default=None,
-                    help="subset of: o2s-pct o2s-mse sj-max sj-cw sj-ltb (default all)")
+                    help="subset of: o2s-pct o2s-mse o2s-best sj-max sj-cw sj-ltb (default all)")
     args = ap.parse_args()
     if args.quick:
         args.test, args.repeat = 100, 1
@@ -224,6 +226,9 @@ def main() -> None:
             lambda T: onnx2snn.ConvertConfig(timesteps=T, channel_wise=True,
                                              threshold=onnx2snn.ThresholdSpec.parse("mse"), v_init="half"),
             True, model, calib, args.threads),
+        "o2s-best": lambda: Onnx2SnnMethod(
+            "onnx2snn --preset best (bipolar, mse, channel-wise, v_init half, BC + PC)",
+            lambda T: onnx2snn.config.preset_config("best", timesteps=T), True, model, calib, args.threads),
         "sj-max": lambda: SpikingJellyMethod(
             'SJ RateCodingRecipe(mode="max")', lambda dl: RateCodingRecipe(dataloader=dl, mode="max"),
             tnet, calib, args.calib_batch),
