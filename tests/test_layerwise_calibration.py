@@ -193,3 +193,15 @@ def test_reused_currents_equal_recomputed_ones(monkeypatch):
         np.testing.assert_allclose(bias_of(kept.model, name), bias_of(recomputed.model, name), atol=1e-6)
     for name in kept.v_init:
         np.testing.assert_allclose(kept.v_init[name], recomputed.v_init[name], atol=1e-5)
+
+
+def test_layerwise_calibration_caps_sample_steps(monkeypatch):
+    """With a budget of T sample-steps only the first sample is simulated: the BC shift is its
+    error alone, 0.3 − 0.25 = 0.05 (thresholds still come from all the data: θ = max = 1)."""
+    from onnx2snn.calibration import layerwise
+    monkeypatch.setattr(layerwise, "SAMPLE_STEPS", 4)
+    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, calibrate=("bias",)))
+    fc1 = next(n for n in result.model.graph.node if n.name == "fc1")
+    bias = numpy_helper.to_array(next(i for i in result.model.graph.initializer if i.name == fc1.input[2]))
+    np.testing.assert_allclose(bias, [0.05], atol=1e-6)
+    np.testing.assert_allclose(result.thresholds["a"], 1.0)

@@ -27,6 +27,10 @@ first pass's input currents plus the bias shift while they fit in
 are kept bit-packed (bipolar neurons: a second bit plane for the negative
 spikes) and only while a later layer still needs them.
 
+At most ``SAMPLE_STEPS`` sample-steps (samples × T) are simulated per layer:
+the first ``SAMPLE_STEPS // T`` samples when the data holds more (the
+thresholds were set on all of it before).
+
 The neuron simulated is the one the SNN will use: ``IFNeuron`` or, for
 ``--neuron bif`` on a float ANN, ``BIFNeuron`` with levels = T.
 
@@ -56,6 +60,7 @@ from .collect import augment_outputs, calibration_session
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
 WC_ROWS = 16384   # rows (positions) per batch entering the least-squares sums
+SAMPLE_STEPS = 32768  # samples × T simulated per layer: all of 1,024 up to T = 32, the first 512 at T = 64
 KEEP_BYTES = 4 << 30  # pass-A input currents kept for pass B (beyond this they are recomputed)
 
 
@@ -164,9 +169,10 @@ class LayerwiseCalibrator:
 
     def __init__(self, ann: onnx.ModelProto, thresholds: dict[str, np.ndarray], v0: dict[str, np.ndarray],
                  timesteps: int, reset: str, steps: tuple[Calibration, ...], neuron_op: str = "IFNeuron",
-                 keep_bytes: int | None = None):
+                 keep_bytes: int | None = None, sample_steps: int | None = None):
         self.neuron_op = neuron_op
         self.keep_bytes = KEEP_BYTES if keep_bytes is None else int(keep_bytes)
+        self.sample_steps = SAMPLE_STEPS if sample_steps is None else int(sample_steps)
         self.ann = onnx.ModelProto()
         self.ann.CopyFrom(ann)
         self.T, self.reset, self.steps = int(timesteps), reset, steps
@@ -212,6 +218,12 @@ class LayerwiseCalibrator:
 
     def run(self, feeds: dict[str, np.ndarray], batch_size: int, fixed_batch: int | None = None,
             progress: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[LayerReport]]:
+        n = next(iter(feeds.values())).shape[0]
+        keep = min(n, max(1, self.sample_steps // self.T))
+        if keep < n:
+            log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
+                     keep, n, self.sample_steps, self.T)
+            feeds = {k: v[:keep] for k, v in feeds.items()}
         batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
         pre_names = [layer.pre for layer in self.layers]
         ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)
