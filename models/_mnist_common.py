@@ -87,18 +87,22 @@ class MnistData:
     y_te: torch.Tensor
 
 
+def seed_everything(seed: int, threads: int) -> None:
+    """Seed Python's, numpy's and torch's RNGs; torch threads and deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+
+
 def setup(args: argparse.Namespace) -> MnistData:
     """Seed every RNG, set torch threads and determinism, load and split the data.
 
     Call it before building the model: the model's initial weights are drawn
     from the seeded torch RNG.
     """
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-
+    seed_everything(args.seed, args.threads)
     d = np.load(args.data)
     images, labels = d["images"], d["labels"].astype(np.int64)
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8, images.shape

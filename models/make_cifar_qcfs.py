@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -70,6 +69,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED = REPO_ROOT.parent / "shared"
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "models"))
+from _mnist_common import seed_everything  # noqa: E402
 from _resnet_from_onnx import torch_resnet  # noqa: E402
 from make_mnist_qcnn import QCFS  # noqa: E402
 
@@ -137,11 +137,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
+    seed_everything(args.seed, args.threads)
     rng = np.random.default_rng(args.seed)
 
     train = np.load(args.data / "cifar10_train_jpeg_20k.npz")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "models"))
-from make_mnist_cnn import N_TRAIN, accuracy, preprocess, random_shift  # noqa: E402
+from make_mnist_cnn import N_TRAIN, accuracy, random_shift, setup  # noqa: E402
 
 
 class QCFS(nn.Module):
@@ -94,17 +93,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-
-    d = np.load(args.data)
-    images, labels = d["images"], d["labels"].astype(np.int64)
-    x_all = preprocess(images)
-    x_tr, y_tr = torch.from_numpy(x_all[:N_TRAIN]), torch.from_numpy(labels[:N_TRAIN])
-    x_te, y_te = torch.from_numpy(x_all[N_TRAIN:]), torch.from_numpy(labels[N_TRAIN:])
+    data = setup(args)   # seeds every RNG, threads, determinism; the 8,000 / 2,000 split
+    x_tr, y_tr, x_te, y_te = data.x_tr, data.y_tr, data.x_te, data.y_te
 
     model = MnistQCNN(args.levels)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
