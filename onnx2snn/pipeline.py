@@ -160,10 +160,12 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     if recurrent.is_recurrent(model):
         return _convert_recurrent(model, config)
     ann = prepare(model, move_maxpool=config.neuron is not Neuron.TSEP)
-    if bif.has_quantized_activations(ann, activation_names(ann)) and config.neuron in (Neuron.BIF, Neuron.AUTO) \
-            or config.neuron is Neuron.BIF and quantizers_from_metadata(ann):
+    names = activation_names(ann)
+    quantizers = quantizers_from_metadata(ann)
+    if config.neuron is Neuron.BIF and quantizers or \
+            config.neuron is Neuron.AUTO and bif.has_quantized_activations(ann, names):
         return _convert_bif(ann, config, model)
-    signed = [k for k, q in quantizers_from_metadata(ann).items() if q.lowest < 0]
+    signed = [k for k, q in quantizers.items() if q.lowest < 0]
     if signed:
         raise ConfigError(f"signed quantized activations ({', '.join(signed)}) convert only to bipolar neurons: "
                           "use --neuron bif (or auto)")
@@ -181,14 +183,14 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
         if config.neuron in (Neuron.IF, Neuron.TSEP):
             raise CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph "
                                    "whose activations are all quantized converts without (--neuron bif)")
-        plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))]
+        plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))
+                 if n.outputs[0].name not in quantizers]
         raise CalibrationError(f"the activations {', '.join(plain)} are not quantized: their neurons need "
                                "thresholds calibrated on data (--calibration-data); only a graph whose "
                                "activations are all quantized converts without (--neuron bif)")
     feeds = calibration_feeds(calibration_data, ann)
     specs = model_inputs(ann)
     fixed = specs[0].fixed_batch if len(specs) == 1 else None
-    names = activation_names(ann)
     if not names:
         log.warning("the model has no ReLU: the SNN computes the ANN averaged over time")
         return ConversionResult(build_snn(ann, {}, config), ann, {}, config)

@@ -134,11 +134,8 @@ def three_layer_model():
 
 def neuron_outputs(snn, feeds, names):
     """The SNN's intermediate tensors ``names`` (neuron outputs, [T·N, C]) under onnxruntime."""
-    import onnx
-    extra = onnx.ModelProto()
-    extra.CopyFrom(snn)
-    extra.graph.output.extend(oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in names)
-    return onnx2snn.InferenceSession(extra).run(list(names), feeds)
+    from onnx2snn.calibration.collect import augment_outputs
+    return onnx2snn.InferenceSession(augment_outputs(snn, names)).run(list(names), feeds)
 
 
 def test_bipolar_neurons_on_a_float_ann_match_the_reference():

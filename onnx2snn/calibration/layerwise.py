@@ -185,14 +185,14 @@ class LayerwiseCalibrator:
             act, pre = node.outputs[0].name, node.inputs[0].name
             self.layers.append(_Layer(act, pre, relu_cap(node)[1], np.asarray(thresholds[act], np.float32),
                                       np.asarray(v0.get(act, 0.0), np.float32)))
-        self._if_session = self._make_if_session()
+        self._neuron_session = self._make_neuron_session()
 
-    def _make_if_session(self) -> ort.InferenceSession:
+    def _make_neuron_session(self) -> ort.InferenceSession:
         attrs = dict(reset=self.reset) if self.neuron_op == "IFNeuron" else dict(levels=self.T)
         node = onnx.helper.make_node(self.neuron_op, ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
                                      timesteps=self.T, **attrs)
         f = onnx.TensorProto.FLOAT
-        graph = onnx.helper.make_graph([node], "if", [onnx.helper.make_tensor_value_info(n, f, None)
+        graph = onnx.helper.make_graph([node], "neuron", [onnx.helper.make_tensor_value_info(n, f, None)
                                                       for n in ("x", "theta", "v0")],
                                        [onnx.helper.make_tensor_value_info("y", f, None)])
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13),
@@ -204,7 +204,7 @@ class LayerwiseCalibrator:
 
     def _spike(self, layer: _Layer, current: np.ndarray) -> np.ndarray:
         v0 = np.ascontiguousarray(np.broadcast_to(layer.v0, (1,) + current.shape[1:]), dtype=np.float32)
-        return self._if_session.run(None, {"x": current, "theta": layer.theta, "v0": v0})[0]
+        return self._neuron_session.run(None, {"x": current, "theta": layer.theta, "v0": v0})[0]
 
     def _simulate(self, layer: _Layer, current: np.ndarray, z: np.ndarray, valid: int):
         """Spikes y [T·n, ...] of the layer for its input current, their time average r̄,
@@ -343,7 +343,7 @@ class LayerwiseCalibrator:
         if Calibration.BIAS in self.steps:
             delta_b = (err_c / channel_axis_sum).astype(np.float32)
             if self._shift_bias(layer, delta_b):
-                shift = delta_b.astype(np.float32).reshape(shape)
+                shift = delta_b.reshape(shape)
             else:
                 layer.v0 = layer.v0 + T * delta_b.reshape(shape)
                 report.notes.append("BC applied as initial potential (no bias to shift)")
