@@ -22,15 +22,36 @@ from .io import compatible_ir_version
 
 
 def InferenceSession(model, sess_options: ort.SessionOptions | None = None, providers=None,
-                     **kwargs) -> ort.InferenceSession:
+                     blocked_layout: bool = True, **kwargs) -> ort.InferenceSession:
     """An onnxruntime session for ``model`` (path, bytes or ModelProto) with the
-    onnx2snn op library registered."""
+    onnx2snn op library registered.
+
+    On the CPU provider at the default optimisation level (ORT_ENABLE_ALL), the
+    neurons run in onnxruntime's blocked convolution layout (see
+    :mod:`onnx2snn.blocked_layout`; same outputs bit for bit, no layout passes
+    around them); ``blocked_layout=False`` keeps onnxruntime's plain graph. The
+    session's attribute ``onnx2snn_blocked_neurons`` counts the neurons rewritten.
+    """
+    from .blocked_layout import NEURON_OPS, blocked_session
+
     opts = sess_options or ort.SessionOptions()
-    opts.register_custom_ops_library(get_library_path())
+    library = get_library_path()
+    opts.register_custom_ops_library(library)
+    providers = providers or ["CPUExecutionProvider"]
+    if (blocked_layout and list(providers) == ["CPUExecutionProvider"] and not opts.optimized_model_filepath
+            and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        proto = model if isinstance(model, onnx.ModelProto) else (
+            onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
+        if any(n.domain == "onnx2snn" and n.op_type in NEURON_OPS for n in proto.graph.node):
+            session = blocked_session(proto, opts, library, **kwargs)
+            if session is not None:
+                return session
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
-    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
-                                providers=providers or ["CPUExecutionProvider"], **kwargs)
+    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
+                                   providers=providers, **kwargs)
+    session.onnx2snn_blocked_neurons = 0
+    return session
 
 
 def snn_timesteps(model: onnx.ModelProto) -> int:

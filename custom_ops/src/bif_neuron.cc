@@ -48,7 +48,7 @@ void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_lev
   FillVInit(p, begin, n, v);
   std::fill(k, k + n, 0);
   for (int64_t t = 0; t < p.timesteps; ++t) {
-    Step(p.x + t * p.step_size + begin, p.y + t * p.step_size + begin, v, k, th, levels, min_level, n);
+    Step(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, k, th, levels, min_level, n);
   }
 }
 
@@ -57,7 +57,7 @@ std::string BIFNeuronKernel::Where() const { return "BIFNeuron node '" + node_na
 void BIFNeuronKernel::Compute(OrtKernelContext* context) const {
   Ort::KernelContext ctx(context);
   // Same inputs and shape rules as IFNeuron (the reset mode is not used).
-  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, ResetMode::kSubtract, Where());
+  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, ResetMode::kSubtract, Where(), layout_);
   if (p.step_size == 0) return;
   BIFTask task{&p, static_cast<int32_t>(levels_), static_cast<int32_t>(min_level_)};
   const int64_t blocks = IFNeuronBlockCount(p);
@@ -107,8 +107,10 @@ OrtStatusPtr BIFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo*
   if (min_level > 0 || min_level < std::numeric_limits<int32_t>::min()) {
     return error("attribute 'min_level' must be in [-2^31, 0], got " + std::to_string(min_level), nullptr);
   }
+  NeuronLayout layout;
+  if (OrtStatusPtr status = ReadNeuronLayout(api, info, where, &layout)) return status;
   try {
-    *op_kernel = new BIFNeuronKernel(timesteps, levels, min_level, node_name);
+    *op_kernel = new BIFNeuronKernel(timesteps, levels, min_level, layout, node_name);
   } catch (const std::exception& e) {
     return api.CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
   }

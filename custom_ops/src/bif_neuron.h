@@ -6,7 +6,8 @@
 //            threshold float [] / [1] / [C]  theta_c
 //            v_init    float, optional, numpy-broadcastable to [N, C, ...]
 //   attrs    timesteps int T >= 1 (required); levels int L >= 1 (required);
-//            min_level int m <= 0 (default 0: the count runs over [m, L])
+//            min_level int m <= 0 (default 0: the count runs over [m, L]);
+//            channel_block, repeat_input: session-internal layout, as IFNeuron
 //   output   Y         float, shape of X, Y in {-theta_c, 0, theta_c}
 //
 // Per element, for t = 0..T-1 in order (v float32 from v_init or 0, k int from 0):
@@ -30,8 +31,10 @@ namespace onnx2snn {
 void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept;
 
 struct BIFNeuronKernel {
-  BIFNeuronKernel(int64_t timesteps, int64_t levels, int64_t min_level, std::string node_name)
-      : timesteps_(timesteps), levels_(levels), min_level_(min_level), node_name_(std::move(node_name)) {}
+  BIFNeuronKernel(int64_t timesteps, int64_t levels, int64_t min_level, NeuronLayout layout,
+                  std::string node_name)
+      : timesteps_(timesteps), levels_(levels), min_level_(min_level), layout_(layout),
+        node_name_(std::move(node_name)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
 
@@ -42,6 +45,7 @@ struct BIFNeuronKernel {
   int64_t timesteps_;
   int64_t levels_;
   int64_t min_level_;
+  NeuronLayout layout_;
   std::string node_name_;
 };
 

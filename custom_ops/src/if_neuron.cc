@@ -77,12 +77,87 @@ void StepZeroScalar(const float* __restrict x, float* __restrict y, float* __res
 // Channel runs at least this long are stepped with a scalar threshold.
 constexpr int64_t kMinScalarRun = 64;
 
+// One step over n elements (a multiple of B) in the NCHWc layout of block B, all
+// in one channel block: element i has threshold th[i % B]. Same float32 sequence
+// as StepSubtract / StepZero; B is a compile-time constant so the lane loop
+// vectorises (B = 0: the block size b given at run time).
+template <int64_t B, bool kSubtract>
+void StepBlocked(const float* __restrict x, float* __restrict y, float* __restrict v,
+                 const float* __restrict th, int64_t n, int64_t b) {
+  const int64_t lanes = B > 0 ? B : b;
+  for (int64_t i = 0; i < n; i += lanes) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      const float vi = v[i + l] + x[i + l];
+      const bool s = vi >= th[l];
+      y[i + l] = s ? th[l] : 0.0f;
+      v[i + l] = s ? (kSubtract ? vi - th[l] : 0.0f) : vi;
+    }
+  }
+}
+
+template <int64_t B, bool kSubtract>
+void RunBlockBlocked(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
+  for (int64_t t = 0; t < p.timesteps; ++t) {
+    const float* x = p.x + t * p.x_step + begin;
+    float* y = p.y + t * p.step_size + begin;
+    ForEachChannelBlockRun(p, begin, n, [&](int64_t i, int64_t length, int64_t cb) {
+      StepBlocked<B, kSubtract>(x + i, y + i, v + i, p.threshold + cb * p.channel_block, length,
+                                p.channel_block);
+    });
+  }
+}
+
+template <bool kSubtract>
+void DispatchBlocked(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
+  switch (p.channel_block) {
+    case 8: RunBlockBlocked<8, kSubtract>(p, begin, n, v); break;
+    case 16: RunBlockBlocked<16, kSubtract>(p, begin, n, v); break;
+    default: RunBlockBlocked<0, kSubtract>(p, begin, n, v); break;
+  }
+}
+
 }  // namespace
 
-// th[i] = theta of the channel of element begin+i (channel = (e / S) % C).
+namespace {
+
+// Calls f(i, length, cb) for the runs of elements [begin, begin + n) of one step in
+// the NCHWc layout of block b = p.channel_block: each run lies in one channel block
+// cb (channels cb*b .. cb*b+b-1), starts at a multiple of b, and has a length that
+// is a multiple of b (PrepareIFNeuron checks that b divides kIFNeuronBlock, and
+// every block starts at a multiple of kIFNeuronBlock). i is relative to begin.
+template <typename F>
+void ForEachChannelBlockRun(const IFNeuronProblem& p, int64_t begin, int64_t n, F&& f) {
+  const int64_t run = p.inner * p.channel_block;  // one channel block of one sample
+  const int64_t blocks = p.channels / p.channel_block;
+  int64_t r = begin % run, cb = (begin / run) % blocks;
+  for (int64_t i = 0; i < n; r = 0, cb = (cb + 1 == blocks) ? 0 : cb + 1) {
+    const int64_t length = std::min(run - r, n - i);
+    f(i, length, cb);
+    i += length;
+  }
+}
+
+// dst[i] = values[channel of element begin+i] in the NCHWc layout.
+void FillBlocked(const IFNeuronProblem& p, const float* values, int64_t begin, int64_t n, float* dst) {
+  const int64_t b = p.channel_block;
+  ForEachChannelBlockRun(p, begin, n, [&](int64_t i, int64_t length, int64_t cb) {
+    for (int64_t j = 0; j < length; j += b) {
+      std::memcpy(dst + i + j, values + cb * b, static_cast<size_t>(b) * sizeof(float));
+    }
+  });
+}
+
+}  // namespace
+
+// th[i] = theta of the channel of element begin+i (channel = (e / S) % C, or
+// the NCHWc channel for channel_block > 1).
 void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th) {
   if (!p.per_channel) {
     std::fill(th, th + n, p.threshold[0]);
+    return;
+  }
+  if (p.channel_block > 1) {
+    FillBlocked(p, p.threshold, begin, n, th);
     return;
   }
   int64_t r = begin % p.inner;
@@ -102,6 +177,8 @@ void FillVInit(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
     std::fill(v, v + n, 0.0f);
   } else if (p.v_init_size == 1) {
     std::fill(v, v + n, p.v_init[0]);
+  } else if (p.v_init_per_channel) {
+    FillBlocked(p, p.v_init, begin, n, v);
   } else if (p.v_init_size == p.step_size) {  // same element count: no broadcast
     std::memcpy(v, p.v_init + begin, static_cast<size_t>(n) * sizeof(float));
   } else {  // general broadcast: walk the multi-index of the step shape
@@ -141,6 +218,14 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
+  if (p.per_channel && p.channel_block > 1) {  // NCHWc: thresholds per lane of a channel block
+    if (p.reset == ResetMode::kSubtract) {
+      DispatchBlocked<true>(p, begin, n, v);
+    } else {
+      DispatchBlocked<false>(p, begin, n, v);
+    }
+    return;
+  }
   if (!p.per_channel || p.inner >= kMinScalarRun) {
     // The block as runs of one channel: [start, start + length) with threshold theta.
     struct Run { int64_t start, length; float theta; };
@@ -157,7 +242,7 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
       }
     }
     for (int64_t t = 0; t < p.timesteps; ++t) {
-      const float* x = p.x + t * p.step_size + begin;
+      const float* x = p.x + t * p.x_step + begin;
       float* y = p.y + t * p.step_size + begin;
       for (int64_t k = 0; k < count; ++k) {
         const Run& run = runs[k];
@@ -172,7 +257,7 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   }
   FillThreshold(p, begin, n, th);
   for (int64_t t = 0; t < p.timesteps; ++t) {
-    const float* x = p.x + t * p.step_size + begin;
+    const float* x = p.x + t * p.x_step + begin;
     float* y = p.y + t * p.step_size + begin;
     if (p.reset == ResetMode::kSubtract) {
       StepSubtract(x, y, v, th, n);
@@ -187,7 +272,7 @@ std::string IFNeuronKernel::Where() const {
 }
 
 IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, ResetMode reset,
-                                const std::string& where) {
+                                const std::string& where, const NeuronLayout& layout) {
   auto fail = [&where](const std::string& what) {
     throw std::invalid_argument(where + ": " + what);
   };
@@ -198,13 +283,19 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
     fail("input X must have rank >= 2 ([T*N, C, ...]), got shape " + ShapeString(x_shape));
   }
   const int64_t T = timesteps;
-  if (x_shape[0] % T != 0) {
+  const int64_t channel_block = layout.channel_block;
+  if (!layout.repeat_input && x_shape[0] % T != 0) {
     fail("X.shape[0] = " + std::to_string(x_shape[0]) + " is not divisible by timesteps = " +
          std::to_string(T) + " (X must be [T*N, C, ...], time-major); X shape " +
          ShapeString(x_shape));
   }
   std::vector<int64_t> step_dims(x_shape);  // one step: [N, C, ...]
-  step_dims[0] = x_shape[0] / T;
+  std::vector<int64_t> y_shape(x_shape);
+  if (layout.repeat_input) {
+    y_shape[0] = x_shape[0] * T;
+  } else {
+    step_dims[0] = x_shape[0] / T;
+  }
   const int64_t C = x_shape[1];
 
   IFNeuronProblem p;
@@ -212,7 +303,15 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
   p.channels = C;
   p.inner = Product(x_shape.begin() + 2, x_shape.end());
   p.step_size = Product(step_dims.begin(), step_dims.end());
+  p.x_step = layout.repeat_input ? 0 : p.step_size;
   p.reset = reset;
+  p.channel_block = channel_block;
+  if (channel_block > 1 && (x_shape.size() != 4 || C % channel_block != 0 ||
+                            kIFNeuronBlock % channel_block != 0)) {
+    fail("channel_block = " + std::to_string(channel_block) + " needs X of rank 4 with X.shape[1] a " +
+         "multiple of it (NCHWc layout) and a power of two up to " + std::to_string(kIFNeuronBlock) +
+         ", got shape " + ShapeString(x_shape));
+  }
 
   const Ort::ConstValue th_value = ctx.GetInput(1);
   const std::vector<int64_t> th_shape = th_value.GetTensorTypeAndShapeInfo().GetShape();
@@ -230,36 +329,47 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
     const Ort::ConstValue v0_value = ctx.GetInput(2);
     if (v0_value != nullptr) {
       const std::vector<int64_t> v0_shape = v0_value.GetTensorTypeAndShapeInfo().GetShape();
-      const size_t rank = step_dims.size();
-      bool ok = v0_shape.size() <= rank;
-      if (rank > kIFNeuronMaxRank) {
-        fail("v_init is only supported for X of rank <= " + std::to_string(kIFNeuronMaxRank) +
-             ", got shape " + ShapeString(x_shape));
-      }
-      p.v_init_strides.assign(rank, 0);
-      int64_t stride = 1;
-      for (size_t k = 1; ok && k <= v0_shape.size(); ++k) {  // right-aligned, numpy rules
-        const int64_t vd = v0_shape[v0_shape.size() - k];
-        const int64_t sd = step_dims[rank - k];
-        if (vd == sd) {
-          p.v_init_strides[rank - k] = vd == 1 ? 0 : stride;
-        } else if (vd != 1) {
-          ok = false;
+      const int64_t v0_size = Product(v0_shape.begin(), v0_shape.end());
+      if (channel_block > 1) {  // NCHWc: one value, or one per channel
+        if (v0_size != 1 && v0_size != C) {
+          fail("with channel_block > 1, v_init must have 1 or C = " + std::to_string(C) +
+               " elements, got shape " + ShapeString(v0_shape));
         }
-        stride *= vd;
+        p.v_init = v0_value.GetTensorData<float>();
+        p.v_init_size = v0_size;
+        p.v_init_per_channel = v0_size != 1;
+      } else {
+        const size_t rank = step_dims.size();
+        bool ok = v0_shape.size() <= rank;
+        if (rank > kIFNeuronMaxRank) {
+          fail("v_init is only supported for X of rank <= " + std::to_string(kIFNeuronMaxRank) +
+               ", got shape " + ShapeString(x_shape));
+        }
+        p.v_init_strides.assign(rank, 0);
+        int64_t stride = 1;
+        for (size_t k = 1; ok && k <= v0_shape.size(); ++k) {  // right-aligned, numpy rules
+          const int64_t vd = v0_shape[v0_shape.size() - k];
+          const int64_t sd = step_dims[rank - k];
+          if (vd == sd) {
+            p.v_init_strides[rank - k] = vd == 1 ? 0 : stride;
+          } else if (vd != 1) {
+            ok = false;
+          }
+          stride *= vd;
+        }
+        if (!ok) {
+          fail("v_init of shape " + ShapeString(v0_shape) +
+               " is not broadcastable to one time step " + ShapeString(step_dims) +
+               " (X shape " + ShapeString(x_shape) + ", timesteps " + std::to_string(T) + ")");
+        }
+        p.v_init = v0_value.GetTensorData<float>();
+        p.v_init_size = v0_size;
+        p.step_dims = step_dims;
       }
-      if (!ok) {
-        fail("v_init of shape " + ShapeString(v0_shape) +
-             " is not broadcastable to one time step " + ShapeString(step_dims) +
-             " (X shape " + ShapeString(x_shape) + ", timesteps " + std::to_string(T) + ")");
-      }
-      p.v_init = v0_value.GetTensorData<float>();
-      p.v_init_size = Product(v0_shape.begin(), v0_shape.end());
-      p.step_dims = step_dims;
     }
   }
 
-  Ort::UnownedValue y_value = ctx.GetOutput(0, x_shape);
+  Ort::UnownedValue y_value = ctx.GetOutput(0, y_shape);
   if (p.step_size == 0) return p;  // empty tensor: nothing to compute
   p.x = x_value.GetTensorData<float>();
   p.y = y_value.GetTensorMutableData<float>();
@@ -268,7 +378,7 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
 
 void IFNeuronKernel::Compute(OrtKernelContext* context) const {
   Ort::KernelContext ctx(context);
-  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, Where());
+  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, Where(), layout_);
   if (p.step_size == 0) return;
   const int64_t T = p.timesteps;
 
@@ -301,8 +411,31 @@ std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info) {
   return node_name;
 }
 
+OrtStatusPtr ReadNeuronLayout(const OrtApi& api, const OrtKernelInfo* info, const std::string& where,
+                              NeuronLayout* layout) {
+  auto read = [&](const char* name, int64_t fallback) {
+    int64_t value = fallback;
+    if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, name, &value)) {
+      api.ReleaseStatus(st);  // absent: the default
+      value = fallback;
+    }
+    return value;
+  };
+  const int64_t b = read("channel_block", 1);
+  const int64_t repeat = read("repeat_input", 0);
+  if (b < 1 || (repeat != 0 && repeat != 1)) {
+    return api.CreateStatus(ORT_INVALID_ARGUMENT, (where + ": attributes channel_block (>= 1) and repeat_input " +
+                                                   "(0 or 1) got " + std::to_string(b) + " and " +
+                                                   std::to_string(repeat)).c_str());
+  }
+  layout->channel_block = b;
+  layout->repeat_input = repeat == 1;
+  return nullptr;
+}
+
 OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps_out,
-                                     ResetMode* reset_out, std::string* node_name_out) {
+                                     ResetMode* reset_out, NeuronLayout* layout_out,
+                                     std::string* node_name_out) {
   const std::string node_name = KernelNodeName(api, info);
   const std::string where = "IFNeuron node '" + node_name + "'";
   auto error = [&](const std::string& what, OrtStatus* cause) {
@@ -352,6 +485,7 @@ OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* inf
     }
   }
 
+  if (OrtStatusPtr status = ReadNeuronLayout(api, info, where, layout_out)) return status;
   *timesteps_out = timesteps;
   *reset_out = reset;
   *node_name_out = node_name;
@@ -363,12 +497,13 @@ OrtStatusPtr IFNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* 
   *op_kernel = nullptr;
   int64_t timesteps = 0;
   ResetMode reset = ResetMode::kSubtract;
+  NeuronLayout layout;
   std::string node_name;
-  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &node_name)) {
+  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &layout, &node_name)) {
     return status;
   }
   try {
-    *op_kernel = new IFNeuronKernel(timesteps, reset, node_name);
+    *op_kernel = new IFNeuronKernel(timesteps, reset, layout, node_name);
   } catch (const std::exception& e) {
     return api.CreateStatus(ORT_FAIL, ("IFNeuron node '" + node_name + "': " + e.what()).c_str());
   }

@@ -4,13 +4,24 @@
 //   inputs   X         float [T*N, C, ...]   row t*N+n = step t of sample n
 //            threshold float [] / [1] / [C]  theta_c
 //            v_init    float, optional, numpy-broadcastable to [N, C, ...]
-//   attrs    timesteps int T >= 1 (required); reset "subtract" (default) | "zero"
+//   attrs    timesteps int T >= 1 (required); reset "subtract" (default) | "zero";
+//            channel_block int b >= 1 (default 1), repeat_input int 0|1 (default 0): see below
 //   output   Y         float, shape of X, Y in {0, theta_c}
 //
 // Per element, for t = 0..T-1 in order, in float32:
 //   v = v + x_t;  s = (v >= theta);  y_t = s ? theta : 0;
 //   if (s) v = (reset == subtract) ? v - theta : 0;
 // v starts at v_init (or 0). No state survives between two Run calls.
+//
+// channel_block b > 1 (used only inside sessions, by onnx2snn/blocked_layout.py;
+// never in a written model): X and Y are in onnxruntime's NCHWc layout, rank 4,
+// C = X.shape[1] a multiple of b, element (n, c, h, w) stored at
+// ((n*C/b + c/b)*H*W + h*W + w)*b + c%b. The neuron of every element is the same;
+// only the channel an element's theta_c belongs to changes. v_init must then have
+// 1 or C elements (one per channel).
+// repeat_input = 1 (also only inside sessions): X is one step [N, C, ...], the same
+// input current at every step, and Y is [T*N, C, ...]: the op reads X T times
+// instead of a Tile writing it T times.
 // Ground truth: onnx2snn/neurons/if_neuron.py; the kernel matches it bit for bit.
 #pragma once
 
@@ -37,12 +48,16 @@ struct IFNeuronProblem {
   int64_t inner = 1;                 // S = prod(X.shape[2:])
   const float* threshold = nullptr;  // 1 value, or C values if per_channel
   bool per_channel = false;
+  int64_t channel_block = 1;         // b: 1 = plain [N, C, ...]; > 1 = NCHWc (see above)
+  int64_t x_step = 0;                // elements between steps of X: M, or 0 with repeat_input
   ResetMode reset = ResetMode::kSubtract;
   // v_init, broadcast to the step shape: nullptr means 0 everywhere. For the
   // general case, step_dims/v_init_strides describe the step shape [N, C, ...]
   // and the v_init element stride along each of its axes (0 = broadcast).
+  // With channel_block > 1, v_init has 1 or C values (v_init_per_channel).
   const float* v_init = nullptr;
   int64_t v_init_size = 0;
+  bool v_init_per_channel = false;
   std::vector<int64_t> step_dims;
   std::vector<int64_t> v_init_strides;
 };
@@ -74,8 +89,19 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;
 // allocates Y and returns the problem, its pointers into the context's tensors
 // (device pointers for a GPU kernel); step_size == 0 means nothing to compute.
 // Throws std::invalid_argument with `where` and the reason.
+// The session-internal layout attributes of a neuron op (see the top of this file).
+struct NeuronLayout {
+  int64_t channel_block = 1;
+  bool repeat_input = false;
+};
+
 IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, ResetMode reset,
-                                const std::string& where);
+                                const std::string& where, const NeuronLayout& layout = {});
+
+// Reads the optional int attributes channel_block (default 1, >= 1) and repeat_input
+// (default 0, 0 or 1) into *layout; an OrtStatus naming `where` on error.
+OrtStatusPtr ReadNeuronLayout(const OrtApi& api, const OrtKernelInfo* info, const std::string& where,
+                              NeuronLayout* layout);
 
 // The name of the node a kernel is created for ("" when the runtime gives none).
 std::string KernelNodeName(const OrtApi& api, const OrtKernelInfo* info);
@@ -96,15 +122,15 @@ OrtStatusPtr ComputeToStatus(const std::string& where, F&& compute) noexcept {
   }
 }
 
-// Reads and checks the attributes timesteps (int >= 1) and reset ("subtract" |
-// "zero") and the node name; an OrtStatus naming the node on error.
+// Reads and checks the attributes timesteps (int >= 1), reset ("subtract" |
+// "zero") and the layout ones, and the node name; an OrtStatus naming the node on error.
 OrtStatusPtr ParseIFNeuronAttributes(const OrtApi& api, const OrtKernelInfo* info, int64_t* timesteps,
-                                     ResetMode* reset, std::string* node_name);
+                                     ResetMode* reset, NeuronLayout* layout, std::string* node_name);
 
 // Kernel instance: one per node, holds the attributes.
 struct IFNeuronKernel {
-  IFNeuronKernel(int64_t timesteps, ResetMode reset, std::string node_name)
-      : timesteps_(timesteps), reset_(reset), node_name_(std::move(node_name)) {}
+  IFNeuronKernel(int64_t timesteps, ResetMode reset, NeuronLayout layout, std::string node_name)
+      : timesteps_(timesteps), reset_(reset), layout_(layout), node_name_(std::move(node_name)) {}
 
   OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
 
@@ -114,6 +140,7 @@ struct IFNeuronKernel {
 
   int64_t timesteps_;
   ResetMode reset_;
+  NeuronLayout layout_;
   std::string node_name_;
 };
 

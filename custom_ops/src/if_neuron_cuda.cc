@@ -49,9 +49,15 @@ OrtStatusPtr IFNeuronCudaOp::CreateKernelV2(const OrtApi& api, const OrtKernelIn
   *op_kernel = nullptr;
   int64_t timesteps = 0;
   ResetMode reset = ResetMode::kSubtract;
+  NeuronLayout layout;
   std::string node_name;
-  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &node_name)) {
+  if (OrtStatusPtr status = ParseIFNeuronAttributes(api, info, &timesteps, &reset, &layout, &node_name)) {
     return status;
+  }
+  if (layout.channel_block != 1 || layout.repeat_input) {  // CPU-session rewrites only
+    return api.CreateStatus(ORT_INVALID_ARGUMENT,
+                            ("IFNeuron node '" + node_name +
+                             "': channel_block and repeat_input are not supported by the CUDA kernel").c_str());
   }
   try {
     *op_kernel = new IFNeuronCudaKernel(timesteps, reset, node_name);

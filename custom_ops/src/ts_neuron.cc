@@ -34,7 +34,7 @@ void TSNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillThreshold(p, begin, n, th);
   FillVInit(p, begin, n, v);
-  for (int64_t t = 0; t < p.timesteps; ++t) Accumulate(p.x + t * p.step_size + begin, v, n);
+  for (int64_t t = 0; t < p.timesteps; ++t) Accumulate(p.x + t * p.x_step + begin, v, n);
   for (int64_t i = 0; i < n; ++i) v[i] = v[i] / th[i];  // v now holds q = v / theta
   for (int64_t t = 0; t < p.timesteps; ++t) {
     Fire(v, th, static_cast<float>(t + 1), p.y + t * p.step_size + begin, n);
