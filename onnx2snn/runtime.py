@@ -8,6 +8,7 @@ step from its running-mean output (one run for all t ≤ T).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,18 +39,26 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
     library = get_library_path()
     opts.register_custom_ops_library(library)
     providers = providers or ["CPUExecutionProvider"]
+    failure = None
     if (blocked_layout and list(providers) == ["CPUExecutionProvider"] and not opts.optimized_model_filepath
             and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        proto = model if isinstance(model, onnx.ModelProto) else (
-            onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
-        if any(n.domain == "onnx2snn" and n.op_type in NEURON_OPS for n in proto.graph.node):
-            session = blocked_session(proto, opts, library, **kwargs)
-            if session is not None:
-                return session
+        try:
+            proto = model if isinstance(model, onnx.ModelProto) else (
+                onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
+            if (any(n.domain == "onnx2snn" and n.op_type in NEURON_OPS for n in proto.graph.node)
+                    and proto.ByteSize() < 2**31 - 1):  # the rewrite passes the model as one protobuf
+                session = blocked_session(proto, opts, library, **kwargs)
+                if session is not None:
+                    return session
+        except Exception as e:  # an optimisation only: the plain session below decides
+            failure = e
     if isinstance(model, onnx.ModelProto):
         model = model.SerializeToString()
     session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
                                    providers=providers, **kwargs)
+    if failure is not None:
+        warnings.warn(f"onnx2snn: neurons left in the plain layout (the blocked-layout rewrite failed: "
+                      f"{failure}); outputs are the same, only slower. Please report this.", stacklevel=2)
     session.onnx2snn_blocked_neurons = 0
     return session
 
