@@ -103,6 +103,17 @@ def test_large_tensor_blocks_and_threads(make_session, threads, reset):
     _run_both(make_session, x, theta, v0, timesteps=4, reset=reset, threads=threads)
 
 
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_output_over_64_mib_streams_stores_bit_exact(make_session, reset):
+    # Y of 4 x 4,194,375 floats (64 MiB + 12 bytes) takes the non-temporal store path; the step
+    # size is odd, so steps start unaligned (scalar head and tail around the SSE loop).
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.2, 1.0, size=(4 * 1, 3, 1398125)).astype(F32)
+    assert x.nbytes >= 64 << 20
+    theta = np.array([0.5, 1.0, 1.5], F32)
+    _run_both(make_session, x, theta, np.array(0.25, F32), timesteps=4, reset=reset, threads=0)
+
+
 @pytest.mark.parametrize("threshold_shape", [(), (1,), (6,)])
 def test_threshold_shapes(make_session, threshold_shape):
     rng = np.random.default_rng(1)

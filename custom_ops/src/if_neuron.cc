@@ -2,10 +2,16 @@
 #include "if_neuron.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <sstream>
 #include <stdexcept>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define ONNX2SNN_STREAM_STORES 1
+#endif
 
 namespace onnx2snn {
 namespace {
@@ -76,6 +82,41 @@ void StepZeroScalar(const float* __restrict x, float* __restrict y, float* __res
 
 // Channel runs at least this long are stepped with a scalar threshold.
 constexpr int64_t kMinScalarRun = 64;
+
+// Outputs of at least this many bytes are written with non-temporal (streaming)
+// stores: Y goes to memory without each of its lines being read first
+// (write-allocate), the way memcpy writes large copies, and does not evict the
+// membrane state and the next rows of X from the caches. Smaller outputs are
+// better left in the caches for the op that reads them next. A constant: the
+// last-level cache size the OS reports is unreliable in VMs (glibc says 320 MiB
+// for this 32 MiB-L3 VM).
+constexpr int64_t kStreamBytes = int64_t{64} << 20;
+
+#ifdef ONNX2SNN_STREAM_STORES
+// StepSubtractScalar / StepZeroScalar with streaming stores of y; the same float32
+// results: y = s ? th : 0, and v - y equals s ? v - th : v exactly (v - 0 = v).
+template <bool kSubtract>
+void StepScalarStream(const float* __restrict x, float* __restrict y, float* __restrict v, float th,
+                      int64_t n) {
+  auto one = [&](int64_t i) {
+    const float vi = v[i] + x[i];
+    const bool s = vi >= th;
+    y[i] = s ? th : 0.0f;
+    v[i] = s ? (kSubtract ? vi - th : 0.0f) : vi;
+  };
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) one(i);  // align y
+  const __m128 th4 = _mm_set1_ps(th);
+  for (; i + 4 <= n; i += 4) {
+    const __m128 vi = _mm_add_ps(_mm_loadu_ps(v + i), _mm_loadu_ps(x + i));
+    const __m128 s = _mm_cmpge_ps(vi, th4);
+    const __m128 out = _mm_and_ps(s, th4);
+    _mm_stream_ps(y + i, out);
+    _mm_storeu_ps(v + i, kSubtract ? _mm_sub_ps(vi, out) : _mm_andnot_ps(s, vi));
+  }
+  for (; i < n; ++i) one(i);
+}
+#endif
 
 // One step over n elements (a multiple of B) in the NCHWc layout of block B, all
 // in one channel block: element i has threshold th[i % B]. Same float32 sequence
@@ -241,6 +282,24 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
         i += length;
       }
     }
+#ifdef ONNX2SNN_STREAM_STORES
+    if (p.timesteps * p.step_size * static_cast<int64_t>(sizeof(float)) >= kStreamBytes) {
+      for (int64_t t = 0; t < p.timesteps; ++t) {
+        const float* x = p.x + t * p.x_step + begin;
+        float* y = p.y + t * p.step_size + begin;
+        for (int64_t k = 0; k < count; ++k) {
+          const Run& run = runs[k];
+          if (p.reset == ResetMode::kSubtract) {
+            StepScalarStream<true>(x + run.start, y + run.start, v + run.start, run.theta, run.length);
+          } else {
+            StepScalarStream<false>(x + run.start, y + run.start, v + run.start, run.theta, run.length);
+          }
+        }
+      }
+      _mm_sfence();  // the streamed stores are visible before the block is reported done
+      return;
+    }
+#endif
     for (int64_t t = 0; t < p.timesteps; ++t) {
       const float* x = p.x + t * p.x_step + begin;
       float* y = p.y + t * p.step_size + begin;
