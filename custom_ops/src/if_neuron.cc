@@ -35,53 +35,29 @@ int64_t Product(std::vector<int64_t>::const_iterator first,
 }
 
 // One time step over n contiguous elements, in exactly the float32 sequence of
-// the reference: v = v + x; s = v >= theta; y = s ? theta : 0; v = s ? v - theta : v.
-// The selects have no branch, so the loops vectorise; for the subtraction that
-// needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta in
-// every lane and keep it only where s. It changes no result, only FP-exception flags.
-void StepSubtract(const float* __restrict x, float* __restrict y, float* __restrict v,
-                  const float* __restrict th, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float vi = v[i] + x[i];
-    const bool s = vi >= th[i];
-    y[i] = s ? th[i] : 0.0f;
-    v[i] = s ? vi - th[i] : vi;
+// the reference: v = v + x; s = v >= theta; y = s ? theta : 0; v = s ? v - theta : v
+// (reset to zero: v = s ? 0 : v). The threshold of element i is th[i] (kLanes == 0),
+// th[0] (kLanes == 1: a layer-wise threshold or one channel's run, no threshold
+// array to stream) or th[i % kLanes] (an NCHWc channel block, n a multiple of
+// kLanes). The selects have no branch, so the loops vectorise; for the subtraction
+// that needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta
+// in every lane and keep it only where s. It changes no result, only FP-exception flags.
+template <int64_t kLanes, bool kSubtract>
+void Step(const float* __restrict x, float* __restrict y, float* __restrict v, const float* __restrict th,
+          int64_t n) {
+  if (n <= 0) return;
+  const int64_t width = kLanes > 1 ? kLanes : n;  // one pass over n, or n / kLanes channel blocks
+  for (int64_t i0 = 0; i0 < n; i0 += width) {
+    for (int64_t l = 0; l < width; ++l) {
+      const int64_t i = i0 + l;
+      const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
+      const float vi = v[i] + x[i];
+      const bool s = vi >= t;
+      y[i] = s ? t : 0.0f;
+      v[i] = s ? (kSubtract ? vi - t : 0.0f) : vi;
+    }
   }
 }
-
-void StepZero(const float* __restrict x, float* __restrict y, float* __restrict v,
-              const float* __restrict th, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float vi = v[i] + x[i];
-    const bool s = vi >= th[i];
-    y[i] = s ? th[i] : 0.0f;
-    v[i] = s ? 0.0f : vi;
-  }
-}
-
-// The same steps with one threshold for all n elements (a layer-wise threshold,
-// or one channel's run of a channel-wise one): no threshold array to stream.
-void StepSubtractScalar(const float* __restrict x, float* __restrict y, float* __restrict v, float th,
-                        int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float vi = v[i] + x[i];
-    const bool s = vi >= th;
-    y[i] = s ? th : 0.0f;
-    v[i] = s ? vi - th : vi;
-  }
-}
-
-void StepZeroScalar(const float* __restrict x, float* __restrict y, float* __restrict v, float th, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float vi = v[i] + x[i];
-    const bool s = vi >= th;
-    y[i] = s ? th : 0.0f;
-    v[i] = s ? 0.0f : vi;
-  }
-}
-
-// Channel runs at least this long are stepped with a scalar threshold.
-constexpr int64_t kMinScalarRun = 64;
 
 // Outputs of at least this many bytes are written with non-temporal (streaming)
 // stores: Y goes to memory without each of its lines being read first
@@ -93,19 +69,14 @@ constexpr int64_t kMinScalarRun = 64;
 constexpr int64_t kStreamBytes = int64_t{64} << 20;
 
 #ifdef ONNX2SNN_STREAM_STORES
-// StepSubtractScalar / StepZeroScalar with streaming stores of y; the same float32
-// results: y = s ? th : 0, and v - y equals s ? v - th : v exactly (v - 0 = v).
+// Step<1, kSubtract> with streaming stores of y; the same float32 results:
+// y = s ? th : 0, and v - y equals s ? v - th : v exactly (v - 0 = v).
 template <bool kSubtract>
-void StepScalarStream(const float* __restrict x, float* __restrict y, float* __restrict v, float th,
-                      int64_t n) {
-  auto one = [&](int64_t i) {
-    const float vi = v[i] + x[i];
-    const bool s = vi >= th;
-    y[i] = s ? th : 0.0f;
-    v[i] = s ? (kSubtract ? vi - th : 0.0f) : vi;
-  };
+void StepStream(const float* __restrict x, float* __restrict y, float* __restrict v, float th, int64_t n) {
   int64_t i = 0;
-  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) one(i);  // align y
+  for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) {  // align y
+    Step<1, kSubtract>(x + i, y + i, v + i, &th, 1);
+  }
   const __m128 th4 = _mm_set1_ps(th);
   for (; i + 4 <= n; i += 4) {
     const __m128 vi = _mm_add_ps(_mm_loadu_ps(v + i), _mm_loadu_ps(x + i));
@@ -114,76 +85,53 @@ void StepScalarStream(const float* __restrict x, float* __restrict y, float* __r
     _mm_stream_ps(y + i, out);
     _mm_storeu_ps(v + i, kSubtract ? _mm_sub_ps(vi, out) : _mm_andnot_ps(s, vi));
   }
-  for (; i < n; ++i) one(i);
+  for (; i < n; ++i) Step<1, kSubtract>(x + i, y + i, v + i, &th, 1);  // tail
 }
 #endif
 
-// One step over n elements (a multiple of B) in the NCHWc layout of block B, all
-// in one channel block: element i has threshold th[i % B]. Same float32 sequence
-// as StepSubtract / StepZero; B is a compile-time constant so the lane loop
-// vectorises (B = 0: the block size b given at run time).
-template <int64_t B, bool kSubtract>
-void StepBlocked(const float* __restrict x, float* __restrict y, float* __restrict v,
-                 const float* __restrict th, int64_t n, int64_t b) {
-  const int64_t lanes = B > 0 ? B : b;
-  for (int64_t i = 0; i < n; i += lanes) {
-    for (int64_t l = 0; l < lanes; ++l) {
-      const float vi = v[i + l] + x[i + l];
-      const bool s = vi >= th[l];
-      y[i + l] = s ? th[l] : 0.0f;
-      v[i + l] = s ? (kSubtract ? vi - th[l] : 0.0f) : vi;
+// All T steps of elements [begin, begin + n) (v: their potentials; th: scratch).
+template <bool kSubtract>
+void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, float* th) {
+  if (!HasThresholdRuns(p)) {
+    FillThreshold(p, begin, n, th);
+    for (int64_t t = 0; t < p.timesteps; ++t) {
+      Step<0, kSubtract>(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, th, n);
     }
+    return;
   }
-}
-
-template <int64_t B, bool kSubtract>
-void RunBlockBlocked(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
+#ifdef ONNX2SNN_STREAM_STORES
+  const bool stream = p.timesteps * p.step_size * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
+#else
+  const bool stream = false;
+#endif
   for (int64_t t = 0; t < p.timesteps; ++t) {
     const float* x = p.x + t * p.x_step + begin;
     float* y = p.y + t * p.step_size + begin;
-    ForEachChannelBlockRun(p, begin, n, [&](int64_t i, int64_t length, int64_t cb) {
-      StepBlocked<B, kSubtract>(x + i, y + i, v + i, p.threshold + cb * p.channel_block, length,
-                                p.channel_block);
+    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
+      if (lanes == 16) {
+        Step<16, kSubtract>(x + i, y + i, v + i, theta, length);
+      } else if (lanes == 8) {
+        Step<8, kSubtract>(x + i, y + i, v + i, theta, length);
+#ifdef ONNX2SNN_STREAM_STORES
+      } else if (stream) {
+        StepStream<kSubtract>(x + i, y + i, v + i, theta[0], length);
+#endif
+      } else {
+        Step<1, kSubtract>(x + i, y + i, v + i, theta, length);
+      }
     });
   }
-}
-
-template <bool kSubtract>
-void DispatchBlocked(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v) {
-  switch (p.channel_block) {
-    case 8: RunBlockBlocked<8, kSubtract>(p, begin, n, v); break;
-    case 16: RunBlockBlocked<16, kSubtract>(p, begin, n, v); break;
-    default: RunBlockBlocked<0, kSubtract>(p, begin, n, v); break;
-  }
-}
-
-}  // namespace
-
-namespace {
-
-// Calls f(i, length, cb) for the runs of elements [begin, begin + n) of one step in
-// the NCHWc layout of block b = p.channel_block: each run lies in one channel block
-// cb (channels cb*b .. cb*b+b-1), starts at a multiple of b, and has a length that
-// is a multiple of b (PrepareIFNeuron checks that b divides kIFNeuronBlock, and
-// every block starts at a multiple of kIFNeuronBlock). i is relative to begin.
-template <typename F>
-void ForEachChannelBlockRun(const IFNeuronProblem& p, int64_t begin, int64_t n, F&& f) {
-  const int64_t run = p.inner * p.channel_block;  // one channel block of one sample
-  const int64_t blocks = p.channels / p.channel_block;
-  int64_t r = begin % run, cb = (begin / run) % blocks;
-  for (int64_t i = 0; i < n; r = 0, cb = (cb + 1 == blocks) ? 0 : cb + 1) {
-    const int64_t length = std::min(run - r, n - i);
-    f(i, length, cb);
-    i += length;
-  }
+#ifdef ONNX2SNN_STREAM_STORES
+  if (stream) _mm_sfence();  // the streamed stores are visible before the block is reported done
+#endif
 }
 
 // dst[i] = values[channel of element begin+i] in the NCHWc layout.
 void FillBlocked(const IFNeuronProblem& p, const float* values, int64_t begin, int64_t n, float* dst) {
   const int64_t b = p.channel_block;
-  ForEachChannelBlockRun(p, begin, n, [&](int64_t i, int64_t length, int64_t cb) {
+  ForEachChannelRun(p, values, begin, n, [&](int64_t i, int64_t length, const float* group) {
     for (int64_t j = 0; j < length; j += b) {
-      std::memcpy(dst + i + j, values + cb * b, static_cast<size_t>(b) * sizeof(float));
+      std::memcpy(dst + i + j, group, static_cast<size_t>(b) * sizeof(float));
     }
   });
 }
@@ -259,70 +207,10 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
-  if (p.per_channel && p.channel_block > 1) {  // NCHWc: thresholds per lane of a channel block
-    if (p.reset == ResetMode::kSubtract) {
-      DispatchBlocked<true>(p, begin, n, v);
-    } else {
-      DispatchBlocked<false>(p, begin, n, v);
-    }
-    return;
-  }
-  if (!p.per_channel || p.inner >= kMinScalarRun) {
-    // The block as runs of one channel: [start, start + length) with threshold theta.
-    struct Run { int64_t start, length; float theta; };
-    Run runs[kIFNeuronBlock / kMinScalarRun + 2];
-    int64_t count = 0;
-    if (!p.per_channel) {
-      runs[count++] = {0, n, p.threshold[0]};
-    } else {
-      int64_t r = begin % p.inner, c = (begin / p.inner) % p.channels;
-      for (int64_t i = 0; i < n; r = 0, c = (c + 1 == p.channels) ? 0 : c + 1) {
-        const int64_t length = std::min(p.inner - r, n - i);
-        runs[count++] = {i, length, p.threshold[c]};
-        i += length;
-      }
-    }
-#ifdef ONNX2SNN_STREAM_STORES
-    if (p.timesteps * p.step_size * static_cast<int64_t>(sizeof(float)) >= kStreamBytes) {
-      for (int64_t t = 0; t < p.timesteps; ++t) {
-        const float* x = p.x + t * p.x_step + begin;
-        float* y = p.y + t * p.step_size + begin;
-        for (int64_t k = 0; k < count; ++k) {
-          const Run& run = runs[k];
-          if (p.reset == ResetMode::kSubtract) {
-            StepScalarStream<true>(x + run.start, y + run.start, v + run.start, run.theta, run.length);
-          } else {
-            StepScalarStream<false>(x + run.start, y + run.start, v + run.start, run.theta, run.length);
-          }
-        }
-      }
-      _mm_sfence();  // the streamed stores are visible before the block is reported done
-      return;
-    }
-#endif
-    for (int64_t t = 0; t < p.timesteps; ++t) {
-      const float* x = p.x + t * p.x_step + begin;
-      float* y = p.y + t * p.step_size + begin;
-      for (int64_t k = 0; k < count; ++k) {
-        const Run& run = runs[k];
-        if (p.reset == ResetMode::kSubtract) {
-          StepSubtractScalar(x + run.start, y + run.start, v + run.start, run.theta, run.length);
-        } else {
-          StepZeroScalar(x + run.start, y + run.start, v + run.start, run.theta, run.length);
-        }
-      }
-    }
-    return;
-  }
-  FillThreshold(p, begin, n, th);
-  for (int64_t t = 0; t < p.timesteps; ++t) {
-    const float* x = p.x + t * p.x_step + begin;
-    float* y = p.y + t * p.step_size + begin;
-    if (p.reset == ResetMode::kSubtract) {
-      StepSubtract(x, y, v, th, n);
-    } else {
-      StepZero(x, y, v, th, n);
-    }
+  if (p.reset == ResetMode::kSubtract) {
+    RunSteps<true>(p, begin, n, v, th);
+  } else {
+    RunSteps<false>(p, begin, n, v, th);
   }
 }
 

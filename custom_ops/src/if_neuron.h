@@ -76,6 +76,50 @@ inline int64_t IFNeuronBlockCount(const IFNeuronProblem& p) {
   return (p.step_size + kIFNeuronBlock - 1) / kIFNeuronBlock;
 }
 
+// Channel runs at least this long are stepped with one scalar threshold.
+constexpr int64_t kMinScalarRun = 64;
+
+// Whether a block's elements can be walked as runs that share one threshold
+// pattern (ForEachThresholdRun): a layer-wise threshold, channel runs of at least
+// kMinScalarRun elements, or an NCHWc layout of block 8 or 16. Otherwise a kernel
+// steps with FillThreshold's per-element array.
+inline bool HasThresholdRuns(const IFNeuronProblem& p) {
+  return !p.per_channel || (p.channel_block == 1 && p.inner >= kMinScalarRun) || p.channel_block == 8 ||
+         p.channel_block == 16;
+}
+
+// Calls f(i, length, values + g*b) for consecutive runs covering elements
+// [begin, begin + n) of one step (i relative to begin), each inside one channel
+// group g of b = p.channel_block channels (b = 1: one channel); `values` holds one
+// value per channel. With b > 1 (NCHWc) i and length are multiples of b, and
+// element i + j of a run belongs to channel g*b + j % b (PrepareIFNeuron checks
+// that b divides kIFNeuronBlock, and blocks start at multiples of it).
+template <typename F>
+void ForEachChannelRun(const IFNeuronProblem& p, const float* values, int64_t begin, int64_t n, F&& f) {
+  const int64_t b = p.channel_block;
+  const int64_t run = p.inner * b;  // one channel group of one sample
+  const int64_t groups = p.channels / b;
+  int64_t r = begin % run, g = (begin / run) % groups;
+  for (int64_t i = 0; i < n; r = 0, g = (g + 1 == groups) ? 0 : g + 1) {
+    const int64_t length = run - r < n - i ? run - r : n - i;
+    f(i, length, values + g * b);
+    i += length;
+  }
+}
+
+// For HasThresholdRuns(p): calls f(i, length, th, lanes) for runs covering
+// [begin, begin + n) of one step; element i + j of a run has threshold th[0]
+// (lanes == 1) or th[j % lanes] (lanes == b, NCHWc).
+template <typename F>
+void ForEachThresholdRun(const IFNeuronProblem& p, int64_t begin, int64_t n, F&& f) {
+  if (!p.per_channel) {
+    f(int64_t{0}, n, p.threshold, int64_t{1});
+    return;
+  }
+  ForEachChannelRun(p, p.threshold, begin, n,
+                    [&](int64_t i, int64_t length, const float* th) { f(i, length, th, p.channel_block); });
+}
+
 // Fill helpers shared with the other neuron kernels (BIFNeuron): th[i] / v[i] =
 // threshold / initial potential of element begin+i of one step, for i < n.
 void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th);
