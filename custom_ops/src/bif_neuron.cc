@@ -18,16 +18,30 @@ struct BIFTask {
 };
 
 // One step over n contiguous elements, in the float32 sequence of the reference.
-// Branch-free selects so the loop vectorises (see -fno-trapping-math in CMakeLists.txt).
+// The threshold of element i is th[i] (kLanes == 0), th[0] (kLanes == 1: a
+// layer-wise threshold or one channel's run) or th[i % kLanes] (an NCHWc channel
+// block; n a multiple of kLanes), as in IFNeuron's Step. y = up ? th : (down ? -th
+// : 0) and v - y equals up ? v - th : (down ? v + th : v) exactly (v - (-th) is
+// v + th, v - 0 is v), so one subtraction replaces two selects. Branch-free, so
+// the loop vectorises (see -fno-trapping-math in CMakeLists.txt).
+template <int64_t kLanes>
 void Step(const float* __restrict x, float* __restrict y, float* __restrict v, int32_t* __restrict k,
           const float* __restrict th, int32_t levels, int32_t min_level, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float vi = v[i] + x[i];
-    const bool up = vi >= th[i] && k[i] < levels;
-    const bool down = !up && vi < 0.0f && k[i] > min_level;
-    y[i] = up ? th[i] : (down ? -th[i] : 0.0f);
-    v[i] = up ? vi - th[i] : (down ? vi + th[i] : vi);
-    k[i] += static_cast<int32_t>(up) - static_cast<int32_t>(down);
+  if (n <= 0) return;
+  const int64_t width = kLanes > 1 ? kLanes : n;
+  for (int64_t i0 = 0; i0 < n; i0 += width) {
+    for (int64_t l = 0; l < width; ++l) {
+      const int64_t i = i0 + l;
+      const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
+      const float vi = v[i] + x[i];
+      const int32_t ki = k[i];
+      const bool up = vi >= t && ki < levels;
+      const bool down = !up && vi < 0.0f && ki > min_level;
+      const float yi = up ? t : (down ? -t : 0.0f);
+      y[i] = yi;
+      v[i] = vi - yi;
+      k[i] = ki + static_cast<int32_t>(up) - static_cast<int32_t>(down);
+    }
   }
 }
 
@@ -40,15 +54,31 @@ void RunBlockTask(void* task, size_t block) {
 
 void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept {
   alignas(64) float v[kIFNeuronBlock];
-  alignas(64) float th[kIFNeuronBlock];
   alignas(64) int32_t k[kIFNeuronBlock];
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
-  FillThreshold(p, begin, n, th);
   FillVInit(p, begin, n, v);
   std::fill(k, k + n, 0);
+  if (!HasThresholdRuns(p)) {
+    alignas(64) float th[kIFNeuronBlock];
+    FillThreshold(p, begin, n, th);
+    for (int64_t t = 0; t < p.timesteps; ++t) {
+      Step<0>(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, k, th, levels, min_level, n);
+    }
+    return;
+  }
   for (int64_t t = 0; t < p.timesteps; ++t) {
-    Step(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, k, th, levels, min_level, n);
+    const float* x = p.x + t * p.x_step + begin;
+    float* y = p.y + t * p.step_size + begin;
+    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
+      if (lanes == 16) {
+        Step<16>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
+      } else if (lanes == 8) {
+        Step<8>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
+      } else {
+        Step<1>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
+      }
+    });
   }
 }
 
