@@ -218,14 +218,13 @@ def blocked_session(model: onnx.ModelProto, sess_options: ort.SessionOptions, li
     session, with graph optimisation off for it (the graph is already optimised);
     its level is restored afterwards.
     """
-    from .graph import import_model
-    from .graph._neuron_ops import tensor_shapes
+    from .graph._neuron_ops import model_shapes
 
     block = block_size()
     if block == 1:
         return None
     optimized = _optimized(model.SerializeToString(), library)
-    rewritten, count = rewrite_blocked(optimized, tensor_shapes(import_model(model)), block)
+    rewritten, count = rewrite_blocked(optimized, model_shapes(model), block)
     if count == 0:
         return None
     level = sess_options.graph_optimization_level
