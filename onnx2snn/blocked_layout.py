@@ -14,7 +14,9 @@ so that the neuron ops (``IFNeuron``, ``BIFNeuron``, attribute ``channel_block =
 b``), the ``Add`` nodes between them and batch-axis ``Tile`` nodes work on the
 blocked tensors directly; a neuron fed by a Tile that repeats its input T times
 reads that input T times instead (``repeat_input = 1``: the hoisted first
-layer's current is never copied T times). Reorders and Tiles nothing reads any
+layer's current is never copied T times), and a neuron that is the only reader of
+a blocked Add takes the Add's two inputs (input ``X2``) and adds them itself, in
+the same float32 operation, so the sum never goes to memory. Reorders and Tiles nothing reads any
 more are dropped, and the result runs with graph optimisation off. The rewritten graph depends on the CPU
 (block size), so it lives only inside the session; no file is written.
 
@@ -102,6 +104,13 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
     blocked: dict[str, tuple[str, int]] = {}  # plain tensor -> (its blocked twin, channels)
     renamed: dict[str, str] = {}              # output of a dropped ReorderInput -> blocked tensor
     tiled: dict[str, tuple[str, int]] = {}    # output of a batch-axis Tile -> (its input, repeats)
+    sums: dict[str, tuple[str, str]] = {}     # blocked output of an Add only a neuron reads -> its inputs
+    readers: dict[str, int] = {}
+    for original in graph.node:
+        for name in original.input:
+            readers[name] = readers.get(name, 0) + 1
+    for output in graph.output:
+        readers[output.name] = readers.get(output.name, 0) + 2  # never fused away
     nodes: list[onnx.NodeProto] = []
     count = 0
 
@@ -118,6 +127,11 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
         sa, sb = shapes.get(a), shapes.get(b)
         return (sa is not None and sb is not None and len(sa) == len(sb) == 4
                 and all(isinstance(d, int) for d in sa[1:]) and sa[1:] == sb[1:])
+
+    def same_shape(a: str, b: str) -> bool:
+        """Known and equal shapes, batch axis included (symbolic dims by name)."""
+        sa, sb = shapes.get(a), shapes.get(b)
+        return sa is not None and sa == sb and all(d is not None and d != "" for d in sa)
 
     def per_channel(name: str, channels: int) -> bool:
         return name in inits and int(np.prod(inits[name].dims)) in (1, channels)
@@ -171,6 +185,11 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
                 node.input[2] = padded(ins[2], channels, 0.0)
             node.attribute.append(oh.make_attribute("channel_block", block))
             repeat_input(node)
+            if source in sums:  # the Add's two inputs go to the neuron (input X2), no sum in memory
+                node.input[0] = sums[source][0]
+                while len(node.input) < 3:
+                    node.input.append("")
+                node.input.append(sums[source][1])
             emit(node, original.output[0], channels)
             count += 1
         elif (node.domain == "" and node.op_type == "Add" and len(ins) == 2 and any(i in blocked for i in ins)
@@ -183,6 +202,8 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
                                               name=name + "_reorder_input"))
                     blocked[name] = (name + SUFFIX, int(shapes[name][1]))
                 node.input[k] = blocked[name][0]
+            if readers.get(original.output[0]) == 1 and same_shape(*ins):
+                sums[original.output[0] + SUFFIX] = (node.input[0], node.input[1])
             emit(node, original.output[0], int(shapes[ins[0]][1]))
         elif original.output[0] + SUFFIX in tiled:  # a batch-axis Tile of a blocked tensor
             node.input[0] = blocked[ins[0]][0]

@@ -35,7 +35,8 @@ def to_blocked(x: np.ndarray, b: int) -> np.ndarray:
 
 def neuron_session(op: str, inputs: list[str], **attrs) -> ort.InferenceSession:
     node = oh.make_node(op, inputs, ["Y"], domain="onnx2snn", name="n0", **attrs)
-    graph = oh.make_graph([node], "one", [oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in inputs],
+    graph = oh.make_graph([node], "one", [oh.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None)
+                                          for n in inputs if n],
                           [oh.make_tensor_value_info("Y", onnx.TensorProto.FLOAT, None)])
     model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 13), oh.make_opsetid("onnx2snn", 1)],
                           ir_version=8)
@@ -178,3 +179,37 @@ def test_not_used_off_the_default_optimisation_level():
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     assert onnx2snn.InferenceSession(snn, opts).onnx2snn_blocked_neurons == 0
+
+
+@pytest.mark.parametrize("op", ["IFNeuron", "BIFNeuron"])
+@pytest.mark.parametrize("b", [0, 16])
+def test_kernel_second_input_is_added_like_the_add_it_replaces(op, b):
+    T, N, C = 4, 2, 16
+    x = rng_array(T * N, C, 9, 9, seed=13)
+    x2 = rng_array(T * N, C, 9, 9, seed=14)
+    theta = rng_array(C, seed=15, low=0.2, high=1.0)
+    extra = {"levels": T} if op == "BIFNeuron" else {}
+    ref = bif_neuron if op == "BIFNeuron" else if_neuron
+    want = ref(x + x2, theta, timesteps=T, **extra)  # numpy's float32 add: the Add node's
+    layout = {"channel_block": b} if b else {}
+    blocked = (lambda a: to_blocked(a, b)) if b else (lambda a: a)
+    got = neuron_session(op, ["X", "threshold", "", "X2"], timesteps=T, **layout, **extra).run(
+        None, {"X": blocked(x), "threshold": theta, "X2": blocked(x2)})[0]
+    np.testing.assert_array_equal(got, blocked(want))
+    with pytest.raises(Exception, match="X2 must have the shape of X"):
+        neuron_session(op, ["X", "threshold", "", "X2"], timesteps=T, **extra).run(
+            None, {"X": x, "threshold": theta, "X2": x2[:N]})
+
+
+@pytest.mark.skipif(not BLOCKED_CPU, reason="onnxruntime uses no blocked layout on this CPU")
+def test_residual_add_read_only_by_its_neuron_is_fused():
+    from onnx2snn._library import get_library_path
+    from onnx2snn.blocked_layout import _optimized, rewrite_blocked
+    from onnx2snn.graph._neuron_ops import model_shapes
+    snn = onnx2snn.convert(_ann(16), {"x": rng_array(16, 3, 12, 12, seed=9)},
+                           onnx2snn.ConvertConfig(timesteps=4)).model
+    rewritten, count = rewrite_blocked(_optimized(snn.SerializeToString(), get_library_path()),
+                                       model_shapes(snn), block_size())
+    neurons = [n for n in rewritten.graph.node if n.op_type == "IFNeuron"]
+    assert count == 3 and [len(n.input) for n in neurons] == [2, 4, 2]  # the second reads Add(c2, r1)
+    assert not any(n.op_type == "Add" for n in rewritten.graph.node)

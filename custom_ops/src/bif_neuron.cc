@@ -24,16 +24,16 @@ struct BIFTask {
 // : 0) and v - y equals up ? v - th : (down ? v + th : v) exactly (v - (-th) is
 // v + th, v - 0 is v), so one subtraction replaces two selects. Branch-free, so
 // the loop vectorises (see -fno-trapping-math in CMakeLists.txt).
-template <int64_t kLanes>
-void Step(const float* __restrict x, float* __restrict y, float* __restrict v, int32_t* __restrict k,
-          const float* __restrict th, int32_t levels, int32_t min_level, int64_t n) {
+template <int64_t kLanes, bool kAdd>
+void Step(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
+          int32_t* __restrict k, const float* __restrict th, int32_t levels, int32_t min_level, int64_t n) {
   if (n <= 0) return;
   const int64_t width = kLanes > 1 ? kLanes : n;
   for (int64_t i0 = 0; i0 < n; i0 += width) {
     for (int64_t l = 0; l < width; ++l) {
       const int64_t i = i0 + l;
       const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
-      const float vi = v[i] + x[i];
+      const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);  // X2: the Add it replaces
       const int32_t ki = k[i];
       const bool up = vi >= t && ki < levels;
       const bool down = !up && vi < 0.0f && ki > min_level;
@@ -52,6 +52,40 @@ void RunBlockTask(void* task, size_t block) {
 
 }  // namespace
 
+namespace {
+
+template <bool kAdd>
+void RunSteps(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t begin, int64_t n, float* v,
+              int32_t* k) {
+  auto x2_at = [&](int64_t t) { return kAdd ? p.x2 + t * p.step_size + begin : nullptr; };
+  if (!HasThresholdRuns(p)) {
+    alignas(64) float th[kIFNeuronBlock];
+    FillThreshold(p, begin, n, th);
+    for (int64_t t = 0; t < p.timesteps; ++t) {
+      Step<0, kAdd>(p.x + t * p.x_step + begin, x2_at(t), p.y + t * p.step_size + begin, v, k, th, levels,
+                    min_level, n);
+    }
+    return;
+  }
+  for (int64_t t = 0; t < p.timesteps; ++t) {
+    const float* x = p.x + t * p.x_step + begin;
+    const float* x2 = x2_at(t);
+    float* y = p.y + t * p.step_size + begin;
+    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
+      const float* x2i = kAdd ? x2 + i : nullptr;
+      if (lanes == 16) {
+        Step<16, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
+      } else if (lanes == 8) {
+        Step<8, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
+      } else {
+        Step<1, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
+      }
+    });
+  }
+}
+
+}  // namespace
+
 void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept {
   alignas(64) float v[kIFNeuronBlock];
   alignas(64) int32_t k[kIFNeuronBlock];
@@ -59,26 +93,10 @@ void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_lev
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
   std::fill(k, k + n, 0);
-  if (!HasThresholdRuns(p)) {
-    alignas(64) float th[kIFNeuronBlock];
-    FillThreshold(p, begin, n, th);
-    for (int64_t t = 0; t < p.timesteps; ++t) {
-      Step<0>(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, k, th, levels, min_level, n);
-    }
-    return;
-  }
-  for (int64_t t = 0; t < p.timesteps; ++t) {
-    const float* x = p.x + t * p.x_step + begin;
-    float* y = p.y + t * p.step_size + begin;
-    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
-      if (lanes == 16) {
-        Step<16>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
-      } else if (lanes == 8) {
-        Step<8>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
-      } else {
-        Step<1>(x + i, y + i, v + i, k + i, theta, levels, min_level, length);
-      }
-    });
+  if (p.x2 != nullptr) {
+    RunSteps<true>(p, levels, min_level, begin, n, v, k);
+  } else {
+    RunSteps<false>(p, levels, min_level, begin, n, v, k);
   }
 }
 

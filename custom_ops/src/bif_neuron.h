@@ -8,6 +8,7 @@
 //   attrs    timesteps int T >= 1 (required); levels int L >= 1 (required);
 //            min_level int m <= 0 (default 0: the count runs over [m, L]);
 //            channel_block, repeat_input: session-internal layout, as IFNeuron
+//   input X2 (optional, session-internal): the current is X + X2, as IFNeuron
 //   output   Y         float, shape of X, Y in {-theta_c, 0, theta_c}
 //
 // Per element, for t = 0..T-1 in order (v float32 from v_init or 0, k int from 0):
@@ -54,10 +55,10 @@ struct BIFNeuronOp : Ort::CustomOpBase<BIFNeuronOp, BIFNeuronKernel, true> {
 
   const char* GetName() const { return "BIFNeuron"; }
 
-  size_t GetInputTypeCount() const { return 3; }
+  size_t GetInputTypeCount() const { return 4; }  // X, threshold, v_init, X2 (as IFNeuron)
   ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
 
   size_t GetOutputTypeCount() const { return 1; }

@@ -42,16 +42,16 @@ int64_t Product(std::vector<int64_t>::const_iterator first,
 // kLanes). The selects have no branch, so the loops vectorise; for the subtraction
 // that needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta
 // in every lane and keep it only where s. It changes no result, only FP-exception flags.
-template <int64_t kLanes, bool kSubtract>
-void Step(const float* __restrict x, float* __restrict y, float* __restrict v, const float* __restrict th,
-          int64_t n) {
+template <int64_t kLanes, bool kSubtract, bool kAdd = false>
+void Step(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
+          const float* __restrict th, int64_t n) {
   if (n <= 0) return;
   const int64_t width = kLanes > 1 ? kLanes : n;  // one pass over n, or n / kLanes channel blocks
   for (int64_t i0 = 0; i0 < n; i0 += width) {
     for (int64_t l = 0; l < width; ++l) {
       const int64_t i = i0 + l;
       const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
-      const float vi = v[i] + x[i];
+      const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);
       const bool s = vi >= t;
       y[i] = s ? t : 0.0f;
       v[i] = s ? (kSubtract ? vi - t : 0.0f) : vi;
@@ -69,33 +69,39 @@ void Step(const float* __restrict x, float* __restrict y, float* __restrict v, c
 constexpr int64_t kStreamBytes = int64_t{64} << 20;
 
 #ifdef ONNX2SNN_STREAM_STORES
-// Step<1, kSubtract> with streaming stores of y; the same float32 results:
+// Step<1, kSubtract, kAdd> with streaming stores of y; the same float32 results:
 // y = s ? th : 0, and v - y equals s ? v - th : v exactly (v - 0 = v).
-template <bool kSubtract>
-void StepStream(const float* __restrict x, float* __restrict y, float* __restrict v, float th, int64_t n) {
+template <bool kSubtract, bool kAdd>
+void StepStream(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
+                float th, int64_t n) {
+  auto at = [](const float* a, int64_t i) { return kAdd ? a + i : nullptr; };
   int64_t i = 0;
   for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) {  // align y
-    Step<1, kSubtract>(x + i, y + i, v + i, &th, 1);
+    Step<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);
   }
   const __m128 th4 = _mm_set1_ps(th);
   for (; i + 4 <= n; i += 4) {
-    const __m128 vi = _mm_add_ps(_mm_loadu_ps(v + i), _mm_loadu_ps(x + i));
+    __m128 xi = _mm_loadu_ps(x + i);
+    if (kAdd) xi = _mm_add_ps(xi, _mm_loadu_ps(x2 + i));
+    const __m128 vi = _mm_add_ps(_mm_loadu_ps(v + i), xi);
     const __m128 s = _mm_cmpge_ps(vi, th4);
     const __m128 out = _mm_and_ps(s, th4);
     _mm_stream_ps(y + i, out);
     _mm_storeu_ps(v + i, kSubtract ? _mm_sub_ps(vi, out) : _mm_andnot_ps(s, vi));
   }
-  for (; i < n; ++i) Step<1, kSubtract>(x + i, y + i, v + i, &th, 1);  // tail
+  for (; i < n; ++i) Step<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);  // tail
 }
 #endif
 
-// All T steps of elements [begin, begin + n) (v: their potentials; th: scratch).
-template <bool kSubtract>
+// All T steps of elements [begin, begin + n) (v: their potentials; th: scratch);
+// kAdd: the current is x + x2.
+template <bool kSubtract, bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, float* th) {
+  auto x2_at = [&](int64_t t) { return kAdd ? p.x2 + t * p.step_size + begin : nullptr; };
   if (!HasThresholdRuns(p)) {
     FillThreshold(p, begin, n, th);
     for (int64_t t = 0; t < p.timesteps; ++t) {
-      Step<0, kSubtract>(p.x + t * p.x_step + begin, p.y + t * p.step_size + begin, v, th, n);
+      Step<0, kSubtract, kAdd>(p.x + t * p.x_step + begin, x2_at(t), p.y + t * p.step_size + begin, v, th, n);
     }
     return;
   }
@@ -106,18 +112,20 @@ void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, floa
 #endif
   for (int64_t t = 0; t < p.timesteps; ++t) {
     const float* x = p.x + t * p.x_step + begin;
+    const float* x2 = x2_at(t);
     float* y = p.y + t * p.step_size + begin;
     ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
+      const float* x2i = kAdd ? x2 + i : nullptr;
       if (lanes == 16) {
-        Step<16, kSubtract>(x + i, y + i, v + i, theta, length);
+        Step<16, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
       } else if (lanes == 8) {
-        Step<8, kSubtract>(x + i, y + i, v + i, theta, length);
+        Step<8, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
 #ifdef ONNX2SNN_STREAM_STORES
       } else if (stream) {
-        StepStream<kSubtract>(x + i, y + i, v + i, theta[0], length);
+        StepStream<kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta[0], length);
 #endif
       } else {
-        Step<1, kSubtract>(x + i, y + i, v + i, theta, length);
+        Step<1, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
       }
     });
   }
@@ -207,10 +215,11 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
+  const bool add = p.x2 != nullptr;
   if (p.reset == ResetMode::kSubtract) {
-    RunSteps<true>(p, begin, n, v, th);
+    add ? RunSteps<true, true>(p, begin, n, v, th) : RunSteps<true, false>(p, begin, n, v, th);
   } else {
-    RunSteps<false>(p, begin, n, v, th);
+    add ? RunSteps<false, true>(p, begin, n, v, th) : RunSteps<false, false>(p, begin, n, v, th);
   }
 }
 
@@ -316,8 +325,22 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
     }
   }
 
+  const float* x2 = nullptr;
+  if (ctx.GetInputCount() > 3) {
+    const Ort::ConstValue x2_value = ctx.GetInput(3);
+    if (x2_value != nullptr) {
+      const std::vector<int64_t> x2_shape = x2_value.GetTensorTypeAndShapeInfo().GetShape();
+      if (x2_shape != x_shape || layout.repeat_input) {
+        fail("X2 must have the shape of X " + ShapeString(x_shape) + " (and no repeat_input), got " +
+             ShapeString(x2_shape));
+      }
+      x2 = x2_value.GetTensorData<float>();
+    }
+  }
+
   Ort::UnownedValue y_value = ctx.GetOutput(0, y_shape);
   if (p.step_size == 0) return p;  // empty tensor: nothing to compute
+  p.x2 = x2;
   p.x = x_value.GetTensorData<float>();
   p.y = y_value.GetTensorMutableData<float>();
   return p;

@@ -4,6 +4,7 @@
 //   inputs   X         float [T*N, C, ...]   row t*N+n = step t of sample n
 //            threshold float [] / [1] / [C]  theta_c
 //            v_init    float, optional, numpy-broadcastable to [N, C, ...]
+//            X2        float, optional, shape of X (session-internal, see below)
 //   attrs    timesteps int T >= 1 (required); reset "subtract" (default) | "zero";
 //            channel_block int b >= 1 (default 1), repeat_input int 0|1 (default 0): see below
 //   output   Y         float, shape of X, Y in {0, theta_c}
@@ -22,6 +23,9 @@
 // repeat_input = 1 (also only inside sessions): X is one step [N, C, ...], the same
 // input current at every step, and Y is [T*N, C, ...]: the op reads X T times
 // instead of a Tile writing it T times.
+// X2 (also only inside sessions): the input current is X + X2, added element by
+// element in float32 exactly as the Add node it replaces (a residual Add whose
+// only reader was this neuron), without writing the sum to memory.
 // Ground truth: onnx2snn/neurons/if_neuron.py; the kernel matches it bit for bit.
 #pragma once
 
@@ -41,6 +45,7 @@ enum class ResetMode { kSubtract, kZero };
 // kernel or a benchmark can reuse it.
 struct IFNeuronProblem {
   const float* x = nullptr;          // [T, M] (M = N*C*S elements per step)
+  const float* x2 = nullptr;         // optional second current, laid out as x (input X2)
   float* y = nullptr;                // [T, M]
   int64_t timesteps = 1;             // T
   int64_t step_size = 0;             // M
@@ -196,12 +201,12 @@ struct IFNeuronOp : Ort::CustomOpBase<IFNeuronOp, IFNeuronKernel, true> {
 
   const char* GetName() const { return "IFNeuron"; }
 
-  size_t GetInputTypeCount() const { return 3; }
+  size_t GetInputTypeCount() const { return 4; }  // X, threshold, v_init, X2
   ONNXTensorElementDataType GetInputType(size_t) const {
     return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
 
   size_t GetOutputTypeCount() const { return 1; }
