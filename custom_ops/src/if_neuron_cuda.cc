@@ -12,6 +12,7 @@ OrtStatusPtr IFNeuronCudaKernel::ComputeV2(OrtKernelContext* context) const {
   return ComputeToStatus(where, [&] {
     Ort::KernelContext ctx(context);
     const IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, reset_, where);
+    if (p.x2 != nullptr) throw std::invalid_argument(where + ": input X2 is not supported by the CUDA kernel");
     if (p.step_size == 0) return;
     IFNeuronCudaArgs a{};
     a.x = p.x;

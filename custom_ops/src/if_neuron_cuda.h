@@ -53,12 +53,14 @@ struct IFNeuronCudaOp : Ort::CustomOpBase<IFNeuronCudaOp, IFNeuronCudaKernel, tr
   const char* GetName() const { return "IFNeuron"; }
   const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
 
-  size_t GetInputTypeCount() const { return 3; }
+  // The CPU op's inputs (onnxruntime requires the same count for every version of an
+  // op); X2 is a CPU-session rewrite and is refused here.
+  size_t GetInputTypeCount() const { return 4; }
   ONNXTensorElementDataType GetInputType(size_t) const {
     return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
-    return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
+    return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
 
   size_t GetOutputTypeCount() const { return 1; }
