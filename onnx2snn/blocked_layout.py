@@ -185,7 +185,7 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
                 node.input[2] = padded(ins[2], channels, 0.0)
             node.attribute.append(oh.make_attribute("channel_block", block))
             repeat_input(node)
-            if source in sums:  # the Add's two inputs go to the neuron (input X2), no sum in memory
+            if source in sums and len(ins) <= 3:  # the Add's inputs go to the neuron (X2): no sum in memory
                 node.input[0] = sums[source][0]
                 while len(node.input) < 3:
                     node.input.append("")
