@@ -34,6 +34,7 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
     session's attribute ``onnx2snn_blocked_neurons`` counts the neurons rewritten.
     """
     from .blocked_layout import NEURON_OPS, blocked_session
+    from .graph._graph import SNN_DOMAIN
 
     opts = sess_options or ort.SessionOptions()
     library = get_library_path()
@@ -45,7 +46,7 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
         try:
             proto = model if isinstance(model, onnx.ModelProto) else (
                 onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
-            if (any(n.domain == "onnx2snn" and n.op_type in NEURON_OPS for n in proto.graph.node)
+            if (any(n.domain == SNN_DOMAIN and n.op_type in NEURON_OPS for n in proto.graph.node)
                     and proto.ByteSize() < 2**31 - 1):  # the rewrite passes the model as one protobuf
                 session = blocked_session(proto, opts, library, **kwargs)
                 if session is not None:

@@ -56,32 +56,11 @@ namespace {
 
 template <bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t begin, int64_t n, float* v,
-              int32_t* k) {
-  auto x2_at = [&](int64_t t) { return kAdd ? p.x2 + t * p.step_size + begin : nullptr; };
-  if (!HasThresholdRuns(p)) {
-    alignas(64) float th[kIFNeuronBlock];
-    FillThreshold(p, begin, n, th);
-    for (int64_t t = 0; t < p.timesteps; ++t) {
-      Step<0, kAdd>(p.x + t * p.x_step + begin, x2_at(t), p.y + t * p.step_size + begin, v, k, th, levels,
-                    min_level, n);
-    }
-    return;
-  }
-  for (int64_t t = 0; t < p.timesteps; ++t) {
-    const float* x = p.x + t * p.x_step + begin;
-    const float* x2 = x2_at(t);
-    float* y = p.y + t * p.step_size + begin;
-    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
-      const float* x2i = kAdd ? x2 + i : nullptr;
-      if (lanes == 16) {
-        Step<16, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
-      } else if (lanes == 8) {
-        Step<8, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
-      } else {
-        Step<1, kAdd>(x + i, x2i, y + i, v + i, k + i, theta, levels, min_level, length);
-      }
-    });
-  }
+              int32_t* k, float* th) {
+  ForEachStepRun<kAdd>(p, begin, n, th, [&](auto lanes, const float* x, const float* x2, float* y, int64_t i,
+                                            int64_t length, const float* theta) {
+    Step<decltype(lanes)::value, kAdd>(x, x2, y, v + i, k + i, theta, levels, min_level, length);
+  });
 }
 
 }  // namespace
@@ -89,14 +68,15 @@ void RunSteps(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64
 void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept {
   alignas(64) float v[kIFNeuronBlock];
   alignas(64) int32_t k[kIFNeuronBlock];
+  alignas(64) float th[kIFNeuronBlock];
   const int64_t begin = block * kIFNeuronBlock;
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
   std::fill(k, k + n, 0);
   if (p.x2 != nullptr) {
-    RunSteps<true>(p, levels, min_level, begin, n, v, k);
+    RunSteps<true>(p, levels, min_level, begin, n, v, k, th);
   } else {
-    RunSteps<false>(p, levels, min_level, begin, n, v, k);
+    RunSteps<false>(p, levels, min_level, begin, n, v, k, th);
   }
 }
 

@@ -97,38 +97,20 @@ void StepStream(const float* __restrict x, const float* __restrict x2, float* __
 // kAdd: the current is x + x2.
 template <bool kSubtract, bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, float* th) {
-  auto x2_at = [&](int64_t t) { return kAdd ? p.x2 + t * p.step_size + begin : nullptr; };
-  if (!HasThresholdRuns(p)) {
-    FillThreshold(p, begin, n, th);
-    for (int64_t t = 0; t < p.timesteps; ++t) {
-      Step<0, kSubtract, kAdd>(p.x + t * p.x_step + begin, x2_at(t), p.y + t * p.step_size + begin, v, th, n);
-    }
-    return;
-  }
 #ifdef ONNX2SNN_STREAM_STORES
   const bool stream = p.timesteps * p.step_size * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
-#else
-  const bool stream = false;
 #endif
-  for (int64_t t = 0; t < p.timesteps; ++t) {
-    const float* x = p.x + t * p.x_step + begin;
-    const float* x2 = x2_at(t);
-    float* y = p.y + t * p.step_size + begin;
-    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* theta, int64_t lanes) {
-      const float* x2i = kAdd ? x2 + i : nullptr;
-      if (lanes == 16) {
-        Step<16, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
-      } else if (lanes == 8) {
-        Step<8, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
+  ForEachStepRun<kAdd>(p, begin, n, th, [&](auto lanes, const float* x, const float* x2, float* y, int64_t i,
+                                            int64_t length, const float* theta) {
+    constexpr int64_t kLanes = decltype(lanes)::value;
 #ifdef ONNX2SNN_STREAM_STORES
-      } else if (stream) {
-        StepStream<kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta[0], length);
+    if (kLanes == 1 && stream) {
+      StepStream<kSubtract, kAdd>(x, x2, y, v + i, theta[0], length);
+      return;
+    }
 #endif
-      } else {
-        Step<1, kSubtract, kAdd>(x + i, x2i, y + i, v + i, theta, length);
-      }
-    });
-  }
+    Step<kLanes, kSubtract, kAdd>(x, x2, y, v + i, theta, length);
+  });
 #ifdef ONNX2SNN_STREAM_STORES
   if (stream) _mm_sfence();  // the streamed stores are visible before the block is reported done
 #endif

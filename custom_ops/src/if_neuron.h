@@ -33,6 +33,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "onnxruntime_cxx_api.h"
@@ -129,6 +130,44 @@ void ForEachThresholdRun(const IFNeuronProblem& p, int64_t begin, int64_t n, F&&
 // threshold / initial potential of element begin+i of one step, for i < n.
 void FillThreshold(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th);
 void FillVInit(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v);
+
+// The walk every neuron kernel makes over elements [begin, begin + n) (one block):
+// for t = 0..T-1 in order, calls
+//   f(lanes, x, x2, y, i, length, th)
+// for pieces [i, i + length) of step t (i relative to begin), with x, x2, y
+// pointing at element i of step t (x2 is nullptr unless kAdd: X2 given) and the
+// threshold of element i + j being th[0] (lanes == 1), th[j % lanes] (lanes 8 or
+// 16: NCHWc) or th[j] (lanes == 0: per element, from FillThreshold into
+// th_scratch, which holds n floats). `lanes` is a std::integral_constant, so f can
+// instantiate its step loop for it.
+template <bool kAdd, typename F>
+void ForEachStepRun(const IFNeuronProblem& p, int64_t begin, int64_t n, float* th_scratch, F&& f) {
+  using Lanes0 = std::integral_constant<int64_t, 0>;
+  using Lanes1 = std::integral_constant<int64_t, 1>;
+  using Lanes8 = std::integral_constant<int64_t, 8>;
+  using Lanes16 = std::integral_constant<int64_t, 16>;
+  const bool runs = HasThresholdRuns(p);
+  if (!runs) FillThreshold(p, begin, n, th_scratch);
+  for (int64_t t = 0; t < p.timesteps; ++t) {
+    const float* x = p.x + t * p.x_step + begin;
+    const float* x2 = kAdd ? p.x2 + t * p.step_size + begin : nullptr;
+    float* y = p.y + t * p.step_size + begin;
+    if (!runs) {
+      f(Lanes0{}, x, x2, y, int64_t{0}, n, static_cast<const float*>(th_scratch));
+      continue;
+    }
+    ForEachThresholdRun(p, begin, n, [&](int64_t i, int64_t length, const float* th, int64_t lanes) {
+      const float* x2i = kAdd ? x2 + i : nullptr;
+      if (lanes == 16) {
+        f(Lanes16{}, x + i, x2i, y + i, i, length, th);
+      } else if (lanes == 8) {
+        f(Lanes8{}, x + i, x2i, y + i, i, length, th);
+      } else {
+        f(Lanes1{}, x + i, x2i, y + i, i, length, th);
+      }
+    });
+  }
+}
 
 // Runs block `block` (elements [block*kIFNeuronBlock, ...) of every step).
 // Blocks are independent; never throws.
