@@ -231,13 +231,13 @@ def rewrite_blocked(optimized: onnx.ModelProto, shapes: dict[str, list], block: 
 
 
 def blocked_session(model: onnx.ModelProto, sess_options: ort.SessionOptions, library: str,
-                    **kwargs) -> ort.InferenceSession | None:
+                    session_class=ort.InferenceSession, **kwargs) -> ort.InferenceSession | None:
     """A CPU session of ``model`` whose neurons run in the blocked layout, or None when
     onnxruntime uses no blocked layout on this CPU or no neuron is next to one.
 
     ``sess_options`` (with the op library already registered) is used for the final
     session, with graph optimisation off for it (the graph is already optimised);
-    its level is restored afterwards.
+    its level is restored afterwards. The session is a ``session_class``.
     """
     from .graph._neuron_ops import model_shapes
 
@@ -251,7 +251,7 @@ def blocked_session(model: onnx.ModelProto, sess_options: ort.SessionOptions, li
     level = sess_options.graph_optimization_level
     sess_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(rewritten.SerializeToString(), sess_options,
+        session = session_class(rewritten.SerializeToString(), sess_options,
                                        providers=["CPUExecutionProvider"], **kwargs)
     finally:
         sess_options.graph_optimization_level = level

@@ -51,12 +51,14 @@ def format_size(n: float) -> str:
 class MemoryEstimate:
     fixed: int        # weights (initializers), once per session
     per_sample: int   # every computed tensor, for one sample (all T steps of the folded SNN)
+    largest: int = 0  # the largest single computed tensor, for one sample
 
     def peak(self, batch: int) -> int:
         return self.fixed + batch * self.per_sample
 
     def __add__(self, other: "MemoryEstimate") -> "MemoryEstimate":
-        return MemoryEstimate(self.fixed + other.fixed, self.per_sample + other.per_sample)
+        return MemoryEstimate(self.fixed + other.fixed, self.per_sample + other.per_sample,
+                              max(self.largest, other.largest))
 
 
 def estimate(model: onnx.ModelProto) -> MemoryEstimate:
@@ -77,15 +79,17 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     weights = sum(int(np.asarray(t.values).nbytes) for t in graph.tensors().values()
                   if hasattr(t, "values"))
     computed = {t.name for n in graph.nodes for t in n.outputs} | {t.name for t in graph.inputs}
-    per_run = 0
+    per_run = largest = 0
     for name in computed:
         tensor = graph.tensors().get(name)
         dtype = np.dtype(tensor.dtype) if tensor is not None and tensor.dtype is not None else np.dtype(np.float32)
         dims = shapes.get(name)
         if dims is None or not all(isinstance(d, int) for d in dims):
             continue  # unknown: shape arithmetic and scalars, negligible next to activations
-        per_run += int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    return MemoryEstimate(weights, -(-per_run // fixed_batch))
+        nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        per_run += nbytes
+        largest = max(largest, nbytes)
+    return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch))
 
 
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,

@@ -18,49 +18,70 @@ import onnxruntime as ort
 from ._library import get_library_path
 from ._progress import Progress
 from .data import InputSpec, iter_batches, model_inputs
-from .errors import ConversionError
+from .errors import ConfigError, ConversionError
 from .io import compatible_ir_version
 
 
 def InferenceSession(model, sess_options: ort.SessionOptions | None = None, providers=None,
-                     blocked_layout: bool = True, **kwargs) -> ort.InferenceSession:
+                     blocked_layout: bool = True, chunk_bytes: int | str | None = "auto",
+                     **kwargs) -> ort.InferenceSession:
     """An onnxruntime session for ``model`` (path, bytes or ModelProto) with the
-    onnx2snn op library registered.
+    onnx2snn op library registered (an :class:`onnx2snn.chunking.SNNSession`, a
+    subclass of ``onnxruntime.InferenceSession``).
 
     On the CPU provider at the default optimisation level (ORT_ENABLE_ALL), the
     neurons run in onnxruntime's blocked convolution layout (see
     :mod:`onnx2snn.blocked_layout`; same outputs bit for bit, no layout passes
     around them); ``blocked_layout=False`` keeps onnxruntime's plain graph. The
     session's attribute ``onnx2snn_blocked_neurons`` counts the neurons rewritten.
+
+    On the CPU provider, ``run`` splits the batch of a time-folded onnx2snn SNN into
+    runs of ``onnx2snn_chunk`` samples whose largest tensor is about ``chunk_bytes``
+    (``"auto"``: 2 MiB per intra-op thread; None: one run for the whole batch), so
+    the activations stay in the caches (:mod:`onnx2snn.chunking`; same outputs).
     """
     from .blocked_layout import NEURON_OPS, blocked_session
+    from .chunking import SNNSession, chunk_samples, default_chunk_bytes
     from .graph._graph import SNN_DOMAIN
 
+    if chunk_bytes is not None and chunk_bytes != "auto" and (
+            not isinstance(chunk_bytes, int) or isinstance(chunk_bytes, bool) or chunk_bytes <= 0):
+        raise ConfigError(f"chunk_bytes must be a positive number of bytes, 'auto' or None, got {chunk_bytes!r}")
     opts = sess_options or ort.SessionOptions()
     library = get_library_path()
     opts.register_custom_ops_library(library)
     providers = providers or ["CPUExecutionProvider"]
-    failure = None
-    if (blocked_layout and list(providers) == ["CPUExecutionProvider"] and not opts.optimized_model_filepath
-            and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+    on_cpu = list(providers) == ["CPUExecutionProvider"]
+    proto, session, failure = None, None, None
+    if (blocked_layout or chunk_bytes is not None) and on_cpu:
         try:
             proto = model if isinstance(model, onnx.ModelProto) else (
                 onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
+        except Exception:  # not a model onnx can read: onnxruntime's own error below says why
+            proto = None
+    if (proto is not None and blocked_layout and on_cpu and not opts.optimized_model_filepath
+            and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        try:
             if (any(n.domain == SNN_DOMAIN and n.op_type in NEURON_OPS for n in proto.graph.node)
                     and proto.ByteSize() < 2**31 - 1):  # the rewrite passes the model as one protobuf
-                session = blocked_session(proto, opts, library, **kwargs)
-                if session is not None:
-                    return session
+                session = blocked_session(proto, opts, library, session_class=SNNSession, **kwargs)
         except Exception as e:  # an optimisation only: the plain session below decides
             failure = e
-    if isinstance(model, onnx.ModelProto):
-        model = model.SerializeToString()
-    session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), opts,
-                                   providers=providers, **kwargs)
-    if failure is not None:
-        warnings.warn(f"onnx2snn: neurons left in the plain layout (the blocked-layout rewrite failed: "
-                      f"{failure}); outputs are the same, only slower. Please report this.", stacklevel=2)
-    session.onnx2snn_blocked_neurons = 0
+    if session is None:
+        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        session = SNNSession(source if isinstance(source, bytes) else str(source), opts,
+                             providers=providers, **kwargs)
+        if failure is not None:
+            warnings.warn(f"onnx2snn: neurons left in the plain layout (the blocked-layout rewrite failed: "
+                          f"{failure}); outputs are the same, only slower. Please report this.", stacklevel=2)
+        session.onnx2snn_blocked_neurons = 0
+    meta = {p.key: p.value for p in proto.metadata_props} if proto is not None else {}
+    if chunk_bytes is not None and on_cpu and "onnx2snn.timesteps" in meta and _form(proto) != "streaming":
+        if chunk_bytes == "auto":
+            chunk_bytes = default_chunk_bytes(opts)
+        session.set_chunk(chunk_samples(proto, chunk_bytes))
+    else:
+        session.set_chunk(0)
     return session
 
 
