@@ -25,8 +25,9 @@ struct BIFTask {
 // v + th, v - 0 is v), so one subtraction replaces two selects. Branch-free, so
 // the loop vectorises (see -fno-trapping-math in CMakeLists.txt).
 template <int64_t kLanes, bool kAdd>
-void Step(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
-          int32_t* __restrict k, const float* __restrict th, int32_t levels, int32_t min_level, int64_t n) {
+ONNX2SNN_ALWAYS_INLINE void StepBody(const float* __restrict x, const float* __restrict x2, float* __restrict y,
+                                     float* __restrict v, int32_t* __restrict k, const float* __restrict th,
+                                     int32_t levels, int32_t min_level, int64_t n) {
   if (n <= 0) return;
   const int64_t width = kLanes > 1 ? kLanes : n;
   for (int64_t i0 = 0; i0 < n; i0 += width) {
@@ -45,6 +46,40 @@ void Step(const float* __restrict x, const float* __restrict x2, float* __restri
   }
 }
 
+// StepBody compiled for the instruction set kIsa (see WithIsa in if_neuron.h).
+#define ONNX2SNN_BIF_STEP_PARAMS                                                                         \
+  const float *x, const float *x2, float *y, float *v, int32_t *k, const float *th, int32_t levels, \
+      int32_t min_level, int64_t n
+template <int64_t kLanes, bool kAdd>
+void Step(ONNX2SNN_BIF_STEP_PARAMS) {
+  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+}
+#ifdef ONNX2SNN_ISA_DISPATCH
+template <int64_t kLanes, bool kAdd>
+ONNX2SNN_TARGET_AVX2 void StepAvx2(ONNX2SNN_BIF_STEP_PARAMS) {
+  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+}
+template <int64_t kLanes, bool kAdd>
+ONNX2SNN_TARGET_AVX512 void StepAvx512(ONNX2SNN_BIF_STEP_PARAMS) {
+  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+}
+#endif
+
+template <Isa kIsa, int64_t kLanes, bool kAdd>
+void StepFor(ONNX2SNN_BIF_STEP_PARAMS) {
+#ifdef ONNX2SNN_ISA_DISPATCH
+  if constexpr (kIsa == Isa::kAvx512) {
+    StepAvx512<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+    return;
+  } else if constexpr (kIsa == Isa::kAvx2) {
+    StepAvx2<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+    return;
+  }
+#endif
+  Step<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
+}
+#undef ONNX2SNN_BIF_STEP_PARAMS
+
 void RunBlockTask(void* task, size_t block) {
   const auto* t = static_cast<const BIFTask*>(task);
   BIFNeuronRunBlock(*t->problem, t->levels, t->min_level, static_cast<int64_t>(block));
@@ -54,12 +89,12 @@ void RunBlockTask(void* task, size_t block) {
 
 namespace {
 
-template <bool kAdd>
+template <Isa kIsa, bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t begin, int64_t n, float* v,
               int32_t* k, float* th) {
   ForEachStepRun<kAdd>(p, begin, n, th, [&](auto lanes, const float* x, const float* x2, float* y, int64_t i,
                                             int64_t length, const float* theta) {
-    Step<decltype(lanes)::value, kAdd>(x, x2, y, v + i, k + i, theta, levels, min_level, length);
+    StepFor<kIsa, decltype(lanes)::value, kAdd>(x, x2, y, v + i, k + i, theta, levels, min_level, length);
   });
 }
 
@@ -73,11 +108,14 @@ void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_lev
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
   std::fill(k, k + n, 0);
-  if (p.x2 != nullptr) {
-    RunSteps<true>(p, levels, min_level, begin, n, v, k, th);
-  } else {
-    RunSteps<false>(p, levels, min_level, begin, n, v, k, th);
-  }
+  WithIsa(p.isa, [&](auto isa) {
+    constexpr Isa kIsa = decltype(isa)::value;
+    if (p.x2 != nullptr) {
+      RunSteps<kIsa, true>(p, levels, min_level, begin, n, v, k, th);
+    } else {
+      RunSteps<kIsa, false>(p, levels, min_level, begin, n, v, k, th);
+    }
+  });
 }
 
 std::string BIFNeuronKernel::Where() const { return "BIFNeuron node '" + node_name_ + "'"; }

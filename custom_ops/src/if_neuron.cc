@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <sstream>
@@ -43,8 +44,8 @@ int64_t Product(std::vector<int64_t>::const_iterator first,
 // that needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta
 // in every lane and keep it only where s. It changes no result, only FP-exception flags.
 template <int64_t kLanes, bool kSubtract, bool kAdd = false>
-void Step(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
-          const float* __restrict th, int64_t n) {
+ONNX2SNN_ALWAYS_INLINE void StepBody(const float* __restrict x, const float* __restrict x2, float* __restrict y,
+                                     float* __restrict v, const float* __restrict th, int64_t n) {
   if (n <= 0) return;
   const int64_t width = kLanes > 1 ? kLanes : n;  // one pass over n, or n / kLanes channel blocks
   for (int64_t i0 = 0; i0 < n; i0 += width) {
@@ -59,6 +60,37 @@ void Step(const float* __restrict x, const float* __restrict x2, float* __restri
   }
 }
 
+// StepBody compiled for each instruction set (see WithIsa in if_neuron.h).
+template <int64_t kLanes, bool kSubtract, bool kAdd = false>
+void Step(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
+  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+}
+#ifdef ONNX2SNN_ISA_DISPATCH
+template <int64_t kLanes, bool kSubtract, bool kAdd>
+ONNX2SNN_TARGET_AVX2 void StepAvx2(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
+  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+}
+template <int64_t kLanes, bool kSubtract, bool kAdd>
+ONNX2SNN_TARGET_AVX512 void StepAvx512(const float* x, const float* x2, float* y, float* v, const float* th,
+                                       int64_t n) {
+  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+}
+#endif
+
+template <Isa kIsa, int64_t kLanes, bool kSubtract, bool kAdd>
+void StepFor(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
+#ifdef ONNX2SNN_ISA_DISPATCH
+  if constexpr (kIsa == Isa::kAvx512) {
+    StepAvx512<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+    return;
+  } else if constexpr (kIsa == Isa::kAvx2) {
+    StepAvx2<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+    return;
+  }
+#endif
+  Step<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
+}
+
 // Outputs of at least this many bytes are written with non-temporal (streaming)
 // stores: Y goes to memory without each of its lines being read first
 // (write-allocate), the way memcpy writes large copies, and does not evict the
@@ -69,7 +101,7 @@ void Step(const float* __restrict x, const float* __restrict x2, float* __restri
 constexpr int64_t kStreamBytes = int64_t{64} << 20;
 
 #ifdef ONNX2SNN_STREAM_STORES
-// Step<1, kSubtract, kAdd> with streaming stores of y; the same float32 results:
+// StepBody<1, kSubtract, kAdd> with streaming stores of y; the same float32 results:
 // y = s ? th : 0, and v - y equals s ? v - th : v exactly (v - 0 = v).
 template <bool kSubtract, bool kAdd>
 void StepStream(const float* __restrict x, const float* __restrict x2, float* __restrict y, float* __restrict v,
@@ -77,7 +109,7 @@ void StepStream(const float* __restrict x, const float* __restrict x2, float* __
   auto at = [](const float* a, int64_t i) { return kAdd ? a + i : nullptr; };
   int64_t i = 0;
   for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) {  // align y
-    Step<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);
+    StepBody<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);
   }
   const __m128 th4 = _mm_set1_ps(th);
   for (; i + 4 <= n; i += 4) {
@@ -89,13 +121,13 @@ void StepStream(const float* __restrict x, const float* __restrict x2, float* __
     _mm_stream_ps(y + i, out);
     _mm_storeu_ps(v + i, kSubtract ? _mm_sub_ps(vi, out) : _mm_andnot_ps(s, vi));
   }
-  for (; i < n; ++i) Step<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);  // tail
+  for (; i < n; ++i) StepBody<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);  // tail
 }
 #endif
 
 // All T steps of elements [begin, begin + n) (v: their potentials; th: scratch);
 // kAdd: the current is x + x2.
-template <bool kSubtract, bool kAdd>
+template <Isa kIsa, bool kSubtract, bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, float* th) {
 #ifdef ONNX2SNN_STREAM_STORES
   const bool stream = p.timesteps * p.step_size * static_cast<int64_t>(sizeof(float)) >= kStreamBytes;
@@ -109,7 +141,7 @@ void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, floa
       return;
     }
 #endif
-    Step<kLanes, kSubtract, kAdd>(x, x2, y, v + i, theta, length);
+    StepFor<kIsa, kLanes, kSubtract, kAdd>(x, x2, y, v + i, theta, length);
   });
 #ifdef ONNX2SNN_STREAM_STORES
   if (stream) _mm_sfence();  // the streamed stores are visible before the block is reported done
@@ -198,11 +230,34 @@ void IFNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   const int64_t n = std::min(kIFNeuronBlock, p.step_size - begin);
   FillVInit(p, begin, n, v);
   const bool add = p.x2 != nullptr;
-  if (p.reset == ResetMode::kSubtract) {
-    add ? RunSteps<true, true>(p, begin, n, v, th) : RunSteps<true, false>(p, begin, n, v, th);
-  } else {
-    add ? RunSteps<false, true>(p, begin, n, v, th) : RunSteps<false, false>(p, begin, n, v, th);
-  }
+  WithIsa(p.isa, [&](auto isa) {
+    constexpr Isa kIsa = decltype(isa)::value;
+    if (p.reset == ResetMode::kSubtract) {
+      add ? RunSteps<kIsa, true, true>(p, begin, n, v, th) : RunSteps<kIsa, true, false>(p, begin, n, v, th);
+    } else {
+      add ? RunSteps<kIsa, false, true>(p, begin, n, v, th) : RunSteps<kIsa, false, false>(p, begin, n, v, th);
+    }
+  });
+}
+
+Isa KernelIsa() {
+#ifdef ONNX2SNN_ISA_DISPATCH
+  static const Isa best = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")) {
+      return Isa::kAvx512;
+    }
+    return __builtin_cpu_supports("avx2") ? Isa::kAvx2 : Isa::kBase;
+  }();
+  const char* requested = std::getenv("ONNX2SNN_KERNEL_ISA");
+  if (requested == nullptr) return best;
+  const std::string r(requested);
+  const Isa want = r == "base" ? Isa::kBase : (r == "avx2" ? Isa::kAvx2 : Isa::kAvx512);
+  return want < best ? want : best;
+#else
+  return Isa::kBase;
+#endif
 }
 
 std::string IFNeuronKernel::Where() const {
@@ -243,6 +298,7 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
   p.step_size = Product(step_dims.begin(), step_dims.end());
   p.x_step = layout.repeat_input ? 0 : p.step_size;
   p.reset = reset;
+  p.isa = KernelIsa();
   p.channel_block = channel_block;
   if (channel_block > 1 && (x_shape.size() != 4 || C % channel_block != 0 ||
                             kIFNeuronBlock % channel_block != 0)) {

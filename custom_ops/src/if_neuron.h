@@ -38,9 +38,42 @@
 
 #include "onnxruntime_cxx_api.h"
 
+// x86-64 with GCC or Clang: the neuron step loops are compiled for three instruction
+// sets (the library itself targets baseline x86-64, so it runs on any such CPU) and
+// KernelIsa() picks one at run time. Elsewhere only the baseline loops exist.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define ONNX2SNN_ISA_DISPATCH 1
+#define ONNX2SNN_TARGET_AVX2 __attribute__((target("avx2")))
+#define ONNX2SNN_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq")))
+#define ONNX2SNN_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define ONNX2SNN_ALWAYS_INLINE inline
+#endif
+
 namespace onnx2snn {
 
 enum class ResetMode { kSubtract, kZero };
+
+// Instruction set of the step loops. The results are the same bit for bit in every
+// one (the loops only add, compare, select and subtract, each correctly rounded
+// in float32 whatever the vector width; no contraction, -ffp-contract=off).
+enum class Isa { kBase, kAvx2, kAvx512 };
+
+// The widest instruction set the CPU supports, lowered to the environment variable
+// ONNX2SNN_KERNEL_ISA (base | avx2 | avx512) when it is set (for tests and benchmarks).
+Isa KernelIsa();
+
+// Calls f(std::integral_constant<Isa, isa>{}) (kBase where there is no dispatch), so
+// a kernel can instantiate its loops for the instruction set chosen at run time.
+template <typename F>
+void WithIsa(Isa isa, F&& f) {
+#ifdef ONNX2SNN_ISA_DISPATCH
+  if (isa == Isa::kAvx512) return f(std::integral_constant<Isa, Isa::kAvx512>{});
+  if (isa == Isa::kAvx2) return f(std::integral_constant<Isa, Isa::kAvx2>{});
+#endif
+  (void)isa;
+  f(std::integral_constant<Isa, Isa::kBase>{});
+}
 
 // One IFNeuron call with validated shapes; no onnxruntime types, so a CUDA
 // kernel or a benchmark can reuse it.
@@ -56,6 +89,7 @@ struct IFNeuronProblem {
   bool per_channel = false;
   int64_t channel_block = 1;         // b: 1 = plain [N, C, ...]; > 1 = NCHWc (see above)
   int64_t x_step = 0;                // elements between steps of X: M, or 0 with repeat_input
+  Isa isa = Isa::kBase;              // instruction set of the step loops (KernelIsa())
   ResetMode reset = ResetMode::kSubtract;
   // v_init, broadcast to the step shape: nullptr means 0 everywhere. For the
   // general case, step_dims/v_init_strides describe the step shape [N, C, ...]

@@ -1,0 +1,51 @@
+"""The neuron step loops in every instruction set the library dispatches to.
+
+On x86-64 the IFNeuron / BIFNeuron step loops are compiled for baseline x86-64, AVX2
+and AVX-512 and the widest the CPU has is used; ONNX2SNN_KERNEL_ISA lowers the
+choice (read at every kernel call). Each variant must equal the numpy reference bit
+for bit on every loop shape: per-element thresholds (short channel runs), one
+threshold per run (layer-wise, long channel runs, with vector tails), NCHWc lanes of
+8 and 16, both resets and the fused second input X2. On a CPU without AVX-512 (or
+AVX2) the request falls back to the widest available, which is then tested again.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import rng_array
+from onnx2snn.neurons import bif_neuron, if_neuron
+from test_blocked_layout import neuron_session, to_blocked
+
+ISAS = ["base", "avx2", "avx512"]
+CASES = {  # (H, W), channels, per-channel θ, channel_block
+    "per-element thresholds": ((9, 7), 6, True, 0),
+    "layer-wise threshold": ((13, 11), 6, False, 0),
+    "channel runs with tails": ((13, 11), 6, True, 0),
+    "nchwc-8": ((5, 3), 16, True, 8),
+    "nchwc-16": ((5, 3), 32, True, 16),
+}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("op,reset", [("IFNeuron", "subtract"), ("IFNeuron", "zero"), ("BIFNeuron", None)])
+@pytest.mark.parametrize("add", [False, True], ids=["x", "x+x2"])
+def test_step_loops_match_reference_in_every_isa(monkeypatch, isa, case, op, reset, add):
+    monkeypatch.setenv("ONNX2SNN_KERNEL_ISA", isa)
+    (h, w), c, per_channel, b = CASES[case]
+    T, N = 5, 3
+    x = rng_array(T * N, c, h, w, seed=1) * 0.9
+    x2 = rng_array(T * N, c, h, w, seed=2) * 0.5
+    theta = rng_array(c, seed=3, low=0.2, high=1.0) if per_channel else np.array([0.6], np.float32)
+    attrs = {"timesteps": T} | ({"reset": reset} if reset else {"levels": 3, "min_level": -2})
+    current = x + x2 if add else x  # numpy's float32 add: what the fused kernel must reproduce
+    if op == "IFNeuron":
+        want = if_neuron(current, theta, timesteps=T, reset=reset)
+    else:
+        want = bif_neuron(current, theta, timesteps=T, levels=3, min_level=-2)
+    layout = (lambda a: to_blocked(a, b)) if b else (lambda a: a)
+    inputs = ["X", "threshold"] + (["", "X2"] if add else [])
+    feeds = {"X": layout(x), "threshold": theta} | ({"X2": layout(x2)} if add else {})
+    got = neuron_session(op, inputs, **attrs, **({"channel_block": b} if b else {})).run(None, feeds)[0]
+    np.testing.assert_array_equal(got, layout(want))
