@@ -21,7 +21,7 @@ saving is 1 − Σ rate·MACs / Σ MACs over the conv/gemm layers (the first
 layer's analog input gets no saving). It ignores the cost of the sparse
 gathers, which on CPUs usually eats the gain until rates are well below 10%.
 
-    python benchmarks/model_speed.py [--timesteps 16] [--batch 32] [--repeat 5]
+    python benchmarks/model_speed.py [--timesteps 16] [--batch 32] [--repeat 5] [--models mnist resnet32]
 """
 from __future__ import annotations
 
@@ -153,14 +153,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", nargs="+", choices=["mnist", "resnet32"], default=["mnist", "resnet32"])
     args = ap.parse_args()
     print(f"onnxruntime {ort.__version__}")
-    mnist = onnx2snn.load_model(REPO / "models" / "mnist_cnn.onnx")
-    calib = np.load(REPO / "models" / "data" / "mnist_calib.npz")
-    test = np.load(REPO / "models" / "data" / "mnist_test.npz")["x"][:args.batch]
-    bench("MNIST CNN", mnist, next(iter(calib.values())), test, args.timesteps, args.repeat, args.threads)
+    if "mnist" in args.models:
+        mnist = onnx2snn.load_model(REPO / "models" / "mnist_cnn.onnx")
+        calib = np.load(REPO / "models" / "data" / "mnist_calib.npz")
+        test = np.load(REPO / "models" / "data" / "mnist_test.npz")["x"][:args.batch]
+        bench("MNIST CNN", mnist, next(iter(calib.values())), test, args.timesteps, args.repeat, args.threads)
     path = SHARED / "models" / "cifar10_resnet32.onnx"
-    if path.exists():
+    if "resnet32" not in args.models:
+        pass
+    elif path.exists():
         calib = cifar(SHARED / "data" / "cifar10_train_jpeg_2048.npz", 256)
         x = cifar(SHARED / "data" / "cifar10_test_jpeg.npz", args.batch)
         bench("CIFAR-10 ResNet-32", onnx2snn.load_model(path), calib, x, args.timesteps, args.repeat, args.threads)

@@ -6,12 +6,17 @@ IOBinding, so no allocation or conversion is timed), onnxruntime's Identity
 (a copy: the same bytes read and written), ``numpy.copyto`` (one thread), and
 the numpy reference. Bandwidth counts the bytes read plus written (2 × |X|);
 the ratio is kernel / best copy of the same run. Best of ``--repeat`` runs.
+"baseline loops": the same kernel with its step loops in baseline x86-64 (SSE2,
+``ONNX2SNN_KERNEL_ISA=base``) instead of the widest instruction set the CPU has;
+it matters while X and Y fit in the caches (the chunked runs of
+``onnx2snn.InferenceSession`` keep them there).
 
-    python benchmarks/op_speed.py [--threads 2] [--repeat 7] [--sizes-mb 16 64 256] [--timesteps 4 16 64]
+    python benchmarks/op_speed.py [--threads 2] [--repeat 7] [--sizes-mb 4 16 64 256] [--timesteps 4 16 64]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -58,14 +63,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=7)
-    ap.add_argument("--sizes-mb", type=int, nargs="+", default=[16, 64, 256])
+    ap.add_argument("--sizes-mb", type=int, nargs="+", default=[4, 16, 64, 256])
     ap.add_argument("--timesteps", type=int, nargs="+", default=[4, 16, 64])
     ap.add_argument("--no-numpy", action="store_true", help="skip the (slow) numpy reference")
     args = ap.parse_args()
     print(f"onnxruntime {ort.__version__}, {args.threads} intra-op threads; GB/s = (bytes read + written) / time")
-    print("| X MB | T | IFNeuron GB/s | ORT Identity GB/s | np.copyto GB/s | numpy reference GB/s "
-          "| IFNeuron / best copy |")
-    print("|---|---|---|---|---|---|---|")
+    print("| X MB | T | IFNeuron GB/s | baseline loops GB/s | ORT Identity GB/s | np.copyto GB/s "
+          "| numpy reference GB/s | IFNeuron / best copy |")
+    print("|---|---|---|---|---|---|---|---|")
     rng = np.random.default_rng(0)
     C = 64
     for mb in args.sizes_mb:
@@ -78,6 +83,11 @@ def main() -> None:
             if_sess = _session("IFNeuron", T, C, args.threads)
             id_sess = _session("Identity", T, C, args.threads)
             t_if = best(_bound_run(if_sess, x, y), args.repeat)
+            os.environ["ONNX2SNN_KERNEL_ISA"] = "base"  # read by the kernel at every call
+            try:
+                t_base = best(_bound_run(if_sess, x, y), args.repeat)
+            finally:
+                del os.environ["ONNX2SNN_KERNEL_ISA"]
             theta = np.linspace(0.5, 1.5, C).astype(np.float32)
             if not args.no_numpy and mb <= 64:
                 np.testing.assert_array_equal(y, if_neuron(x, theta, timesteps=T))
@@ -86,7 +96,8 @@ def main() -> None:
             t_ref = None if args.no_numpy else best(lambda: if_neuron(x, theta, timesteps=T), max(1, args.repeat // 3))
             best_copy = min(t_id, t_np)
             ref = "-" if t_ref is None else f"{nbytes / t_ref / 1e9:.2f}"
-            print(f"| {x.nbytes / 2**20:.0f} | {T} | {nbytes / t_if / 1e9:.2f} | {nbytes / t_id / 1e9:.2f} | "
+            print(f"| {x.nbytes / 2**20:.0f} | {T} | {nbytes / t_if / 1e9:.2f} | {nbytes / t_base / 1e9:.2f} | "
+                  f"{nbytes / t_id / 1e9:.2f} | "
                   f"{nbytes / t_np / 1e9:.2f} | {ref} | {best_copy / t_if:.2f} |", flush=True)
 
 
