@@ -180,8 +180,10 @@ def _evaluate(args) -> int:
     res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json,
                    max_memory=args.max_memory)
     if res.memory_estimate:
+        chunks = (f"; the SNN runs it in chunks of {res.chunk} samples (activations kept in cache)"
+                  if 0 < res.chunk < res.batch_size else "")
         print(f"batch size {res.batch_size}: estimated peak {format_size(res.memory_estimate)} "
-              f"(--max-memory {format_size(args.max_memory)})", file=sys.stderr)
+              f"(--max-memory {format_size(args.max_memory)}){chunks}", file=sys.stderr)
     if args.json:
         print(json.dumps(res.as_dict()))
         return 0

@@ -109,10 +109,11 @@ class EvaluationResult:
     samples: int
     batch_size: int = 0          # the batch used (chosen under max_memory when given)
     memory_estimate: int = 0     # estimated peak bytes at that batch (0: not estimated)
+    chunk: int = 0               # samples per SNN run inside a batch (0: the whole batch; onnx2snn.chunking)
 
     def as_dict(self) -> dict:
         return {"ann_top1": self.ann_top1, "snn_top1": {str(t): a for t, a in self.snn_top1.items()},
-                "timesteps": self.timesteps, "batch_size": self.batch_size}
+                "timesteps": self.timesteps, "batch_size": self.batch_size, "chunk": self.chunk}
 
 
 def _fixed_batch(specs: list[InputSpec]) -> int | None:
@@ -143,6 +144,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     runnable.CopyFrom(ann)
     runnable.ir_version = compatible_ir_version(ann)
     ann_sess = ort.InferenceSession(runnable.SerializeToString(), providers=["CPUExecutionProvider"])
+    chunk = 0
     if _form(snn) == "streaming":
         from .streaming import StreamingSession
         stream = StreamingSession(snn)
@@ -152,6 +154,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
             return stream.run(feed, T)[mean_name]
     else:
         snn_sess = InferenceSession(snn)
+        chunk = snn_sess.onnx2snn_chunk
         running = running_output_name(snn)
 
         def run_steps(feed):
@@ -170,7 +173,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
             start += valid
             bar.update()
     return EvaluationResult(100.0 * ann_correct / n, {t + 1: 100.0 * float(c) / n for t, c in enumerate(snn_correct)},
-                            T, n, fixed or batch_size, estimate)
+                            T, n, fixed or batch_size, estimate, chunk)
 
 
 def _form(model: onnx.ModelProto) -> str:

@@ -120,3 +120,14 @@ def test_bad_chunk_bytes_is_refused(bad):
     snn, _, _ = _mnist_snn(T=2)
     with pytest.raises(ConfigError, match="chunk_bytes"):
         onnx2snn.InferenceSession(snn, chunk_bytes=bad)
+
+
+def test_evaluate_reports_its_chunk():
+    model = onnx2snn.load_model(MODELS / "mnist_cnn.onnx")
+    data = np.load(MODELS / "data" / "mnist_test.npz")
+    name = model.graph.input[0].name
+    calib = next(iter(np.load(MODELS / "data" / "mnist_calib.npz").values()))
+    snn = onnx2snn.convert(model, {name: calib[:64]}, onnx2snn.ConvertConfig(timesteps=4)).model
+    res = onnx2snn.evaluate(model, snn, {name: data["x"][:40]}, data["labels"][:40], batch_size=40)
+    assert res.chunk == onnx2snn.InferenceSession(snn).onnx2snn_chunk > 0
+    assert res.as_dict()["chunk"] == res.chunk
