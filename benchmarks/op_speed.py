@@ -5,7 +5,8 @@ For each size of X (all T steps together) and T: the kernel through onnxruntime
 IOBinding, so no allocation or conversion is timed), onnxruntime's Identity
 (a copy: the same bytes read and written), ``numpy.copyto`` (one thread), and
 the numpy reference. Bandwidth counts the bytes read plus written (2 × |X|);
-the ratio is kernel / best copy of the same run. Best of ``--repeat`` runs.
+the ratio is kernel / best copy of the same run. Best of ``--repeat`` rounds in which the
+kernel, its baseline loops and the two copies take turns.
 "baseline loops": the same kernel with its step loops in baseline x86-64 (SSE2,
 ``ONNX2SNN_KERNEL_ISA=base``) instead of the widest instruction set the CPU has;
 it matters while X and Y fit in the caches (the chunked runs of
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from _timing import best  # the script's folder is on sys.path
@@ -59,6 +61,20 @@ def _bound_run(sess, x, y):
     return lambda: sess.run_with_iobinding(io)
 
 
+def interleaved(fns, repeat: int) -> list[float]:
+    """Fastest time of each of ``fns`` over ``repeat`` rounds that call each once in turn
+    (after one warm-up call each)."""
+    for fn in fns:
+        fn()
+    times = [float("inf")] * len(fns)
+    for _ in range(repeat):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[k] = min(times[k], time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -82,17 +98,24 @@ def main() -> None:
             nbytes = 2 * x.nbytes
             if_sess = _session("IFNeuron", T, C, args.threads)
             id_sess = _session("Identity", T, C, args.threads)
-            t_if = best(_bound_run(if_sess, x, y), args.repeat)
-            os.environ["ONNX2SNN_KERNEL_ISA"] = "base"  # read by the kernel at every call
-            try:
-                t_base = best(_bound_run(if_sess, x, y), args.repeat)
-            finally:
-                del os.environ["ONNX2SNN_KERNEL_ISA"]
+            run_if = _bound_run(if_sess, x, y)
+
+            def run_base():  # the kernel reads ONNX2SNN_KERNEL_ISA at every call
+                os.environ["ONNX2SNN_KERNEL_ISA"] = "base"
+                try:
+                    run_if()
+                finally:
+                    del os.environ["ONNX2SNN_KERNEL_ISA"]
+
             theta = np.linspace(0.5, 1.5, C).astype(np.float32)
             if not args.no_numpy and mb <= 64:
-                np.testing.assert_array_equal(y, if_neuron(x, theta, timesteps=T))
-            t_id = best(_bound_run(id_sess, x, y), args.repeat)
-            t_np = best(lambda: np.copyto(y, x), args.repeat)
+                for fn in (run_if, run_base):
+                    y.fill(np.nan)
+                    fn()
+                    np.testing.assert_array_equal(y, if_neuron(x, theta, timesteps=T))
+            # kernel, baseline loops and the copies take turns, so a slow spell hits them alike
+            t_if, t_base, t_id, t_np = interleaved(
+                [run_if, run_base, _bound_run(id_sess, x, y), lambda: np.copyto(y, x)], args.repeat)
             t_ref = None if args.no_numpy else best(lambda: if_neuron(x, theta, timesteps=T), max(1, args.repeat // 3))
             best_copy = min(t_id, t_np)
             ref = "-" if t_ref is None else f"{nbytes / t_ref / 1e9:.2f}"
