@@ -14,8 +14,8 @@ Invariant: a chunked run returns what one run over the whole batch returns. The
 samples of a folded SNN never mix (time is folded into the batch axis per sample,
 the layers act per sample, the neurons per element), so each sample's outputs come
 from the same operations on the same values; ``tests/test_chunking.py`` checks the
-outputs are bit-identical. A run is chunked only when it can be split without
-guessing: every input has the same symbolic batch dimension on axis 0, all feeds
+outputs are bit-identical. Only time-folded feed-forward SNNs are chunked
+(:func:`chunk_samples`), and a run only when it can be split without guessing: every input has the same symbolic batch dimension on axis 0, all feeds
 are numpy arrays with that many rows, and every requested output has that symbol
 on exactly one axis (outputs added by hand, without a declared shape, run the
 whole batch at once).
@@ -44,10 +44,18 @@ def default_chunk_bytes(sess_options: ort.SessionOptions | None) -> int:
 
 def chunk_samples(model: onnx.ModelProto, chunk_bytes: int) -> int:
     """Samples per run so that the model's largest tensor takes about ``chunk_bytes``
-    (at least 1); 0 when the model has a fixed batch size (nothing to split)."""
+    (at least 1); 0 (never split) unless ``model`` is a time-folded feed-forward
+    onnx2snn SNN with a free batch size. Those have the batch on axis 0 of every input
+    (the converter folds time into it). A recurrent SNN's input may be sequence-major
+    (axis 0 the sequence, which must never be split), and a streaming model carries
+    state between runs: neither is chunked."""
     from .data import model_inputs
     from .memory import estimate
+    from .recurrent import META_RECURRENT
 
+    meta = {p.key: p.value for p in model.metadata_props}
+    if "onnx2snn.timesteps" not in meta or meta.get("onnx2snn.form") == "streaming" or META_RECURRENT in meta:
+        return 0
     if any(spec.fixed_batch is not None for spec in model_inputs(model)):
         return 0
     largest = estimate(model).largest

@@ -75,8 +75,7 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
             warnings.warn(f"onnx2snn: neurons left in the plain layout (the blocked-layout rewrite failed: "
                           f"{failure}); outputs are the same, only slower. Please report this.", stacklevel=2)
         session.onnx2snn_blocked_neurons = 0
-    meta = {p.key: p.value for p in proto.metadata_props} if proto is not None else {}
-    if chunk_bytes is not None and on_cpu and "onnx2snn.timesteps" in meta and _form(proto) != "streaming":
+    if chunk_bytes is not None and on_cpu and proto is not None:
         if chunk_bytes == "auto":
             chunk_bytes = default_chunk_bytes(opts)
         session.set_chunk(chunk_samples(proto, chunk_bytes))

@@ -131,3 +131,11 @@ def test_evaluate_reports_its_chunk():
     res = onnx2snn.evaluate(model, snn, {name: data["x"][:40]}, data["labels"][:40], batch_size=40)
     assert res.chunk == onnx2snn.InferenceSession(snn).onnx2snn_chunk > 0
     assert res.as_dict()["chunk"] == res.chunk
+
+
+def test_recurrent_snn_is_never_split():
+    from test_rnn import _x, qrnn
+    result = onnx2snn.convert(qrnn(), None, onnx2snn.ConvertConfig(timesteps=4, neuron="bif"))
+    session = onnx2snn.InferenceSession(result.model, chunk_bytes=1)
+    assert session.onnx2snn_chunk == 0  # its input could be sequence-major
+    _assert_same_runs(session, onnx2snn.InferenceSession(result.model, chunk_bytes=None), {"x": _x()})
