@@ -68,7 +68,13 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
         except Exception as e:  # an optimisation only: the plain session below decides
             failure = e
     if session is None:
-        source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        # the loaded proto (external data read in), so that onnxruntime's shape inference
+        # sees every constant; a path only for a model beyond protobuf's 2 GiB
+        source = model
+        if proto is not None and proto.ByteSize() < 2**31 - 1:
+            source = proto.SerializeToString()
+        elif isinstance(model, onnx.ModelProto):
+            source = model.SerializeToString()
         session = SNNSession(source if isinstance(source, bytes) else str(source), opts,
                              providers=providers, **kwargs)
         if failure is not None:

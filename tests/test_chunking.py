@@ -139,3 +139,15 @@ def test_recurrent_snn_is_never_split():
     session = onnx2snn.InferenceSession(result.model, chunk_bytes=1)
     assert session.onnx2snn_chunk == 0  # its input could be sequence-major
     _assert_same_runs(session, onnx2snn.InferenceSession(result.model, chunk_bytes=None), {"x": _x()})
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_path_with_every_tensor_in_external_data(tmp_path, blocked):
+    snn, name, x = _mnist_snn(T=2)
+    saved = onnx.ModelProto()
+    saved.CopyFrom(snn)  # save_model moves the tensors of the proto it is given out
+    onnx.save_model(saved, str(tmp_path / "snn.onnx"), save_as_external_data=True, location="weights.bin",
+                    size_threshold=0)  # even Tile's repeats: onnxruntime cannot shape-infer from a path then
+    session = onnx2snn.InferenceSession(str(tmp_path / "snn.onnx"), blocked_layout=blocked)
+    assert session.onnx2snn_chunk > 0
+    _assert_same_runs(session, onnx2snn.InferenceSession(snn, chunk_bytes=None), {name: x[:9]})
