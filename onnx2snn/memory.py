@@ -4,6 +4,13 @@ A run's memory is about linear in the batch size B:
 
     peak(B) ≈ weights + B · (bytes of every tensor the graph computes for one sample)
 
+A folded SNN run by :func:`onnx2snn.InferenceSession` splits the batch into runs of
+``chunk`` samples (:mod:`onnx2snn.chunking`): only one chunk's tensors are alive, but
+the inputs and outputs of the whole batch are (the outputs twice while the chunks'
+outputs are concatenated), so for B > chunk
+
+    peak(B) ≈ weights + chunk · per_sample + 2 · B · (input and output bytes per sample)
+
 The per-sample bytes come from ONNX shape inference on a copy of the model with
 batch 1 (the onnx2snn ops keep their input's shape, :func:`tensor_shapes`); for
 the folded SNN they include its T steps (every tensor after the time Tile has
@@ -14,7 +21,7 @@ arena's rounding (``benchmarks/memory_check.py`` measures peak RSS against it).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -52,13 +59,17 @@ class MemoryEstimate:
     fixed: int        # weights (initializers), once per session
     per_sample: int   # every computed tensor, for one sample (all T steps of the folded SNN)
     largest: int = 0  # the largest single computed tensor, for one sample
+    io_per_sample: int = 0  # graph inputs and outputs, for one sample (part of per_sample)
+    chunk: int = 0    # samples per run when the batch is run in chunks (0: one run)
 
     def peak(self, batch: int) -> int:
-        return self.fixed + batch * self.per_sample
+        if self.chunk <= 0 or batch <= self.chunk:
+            return self.fixed + batch * self.per_sample
+        return self.fixed + self.chunk * self.per_sample + 2 * batch * self.io_per_sample
 
-    def __add__(self, other: "MemoryEstimate") -> "MemoryEstimate":
-        return MemoryEstimate(self.fixed + other.fixed, self.per_sample + other.per_sample,
-                              max(self.largest, other.largest))
+    def chunked(self, chunk: int) -> "MemoryEstimate":
+        """This estimate for runs split into chunks of ``chunk`` samples (0: not split)."""
+        return replace(self, chunk=chunk)
 
 
 def estimate(model: onnx.ModelProto) -> MemoryEstimate:
@@ -79,7 +90,8 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     weights = sum(int(np.asarray(t.values).nbytes) for t in graph.tensors().values()
                   if hasattr(t, "values"))
     computed = {t.name for n in graph.nodes for t in n.outputs} | {t.name for t in graph.inputs}
-    per_run = largest = 0
+    io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    per_run = largest = io_run = 0
     for name in computed:
         tensor = graph.tensors().get(name)
         dtype = np.dtype(tensor.dtype) if tensor is not None and tensor.dtype is not None else np.dtype(np.float32)
@@ -89,16 +101,27 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
         nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
         per_run += nbytes
         largest = max(largest, nbytes)
-    return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch))
+        io_run += nbytes if name in io else 0
+    return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch), -(-io_run // fixed_batch))
+
+
+def evaluation_estimates(ann: onnx.ModelProto, snn: onnx.ModelProto) -> list[MemoryEstimate]:
+    """The estimates of the two sessions :func:`onnx2snn.evaluate` runs, the SNN's with
+    the chunk its :func:`onnx2snn.InferenceSession` (default options) runs it in."""
+    from .chunking import chunk_samples, default_chunk_bytes
+
+    return [estimate(ann), estimate(snn).chunked(chunk_samples(snn, default_chunk_bytes(None)))]
 
 
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
-                     samples: int) -> tuple[int, MemoryEstimate]:
-    """Largest batch ≤ ``requested`` (default: min(samples, AUTO_BATCH_CAP)) whose summed
-    estimate stays ≤ ``limit``; at least 1."""
-    total = MemoryEstimate(0, 0)
-    for e in estimates:
-        total = total + e
-    cap = requested or max(1, min(samples, AUTO_BATCH_CAP))
-    fits = (limit - total.fixed) // max(total.per_sample, 1)
-    return int(max(1, min(cap, fits))), total
+                     samples: int) -> tuple[int, int]:
+    """(batch, its summed peak estimate): the largest batch ≤ ``requested`` (default:
+    min(samples, AUTO_BATCH_CAP)) whose summed estimate stays ≤ ``limit``; at least 1."""
+    def peak(batch: int) -> int:
+        return sum(e.peak(batch) for e in estimates)
+
+    lo, hi = 1, max(1, requested or min(samples, AUTO_BATCH_CAP))
+    while lo < hi:  # peak grows with the batch: the largest that fits, by bisection
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if peak(mid) <= limit else (lo, mid - 1)
+    return lo, peak(lo)

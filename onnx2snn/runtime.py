@@ -131,19 +131,17 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``.
 
     With ``max_memory`` (bytes), the batch is the largest ≤ ``batch_size`` (None: up to
-    256) whose estimated peak (:mod:`onnx2snn.memory`, ANN and SNN sessions together)
-    stays under it; the result records the batch and the estimate.
+    256) whose estimated peak (:mod:`onnx2snn.memory`, ANN and SNN sessions together, the
+    SNN in the chunks its session runs) stays under it; the result records the batch,
+    the estimate and the chunk.
     """
     T = snn_timesteps(snn)
     n = labels.shape[0]
     fixed = _fixed_batch(model_inputs(snn))
     estimate = 0
     if max_memory is not None and fixed is None:
-        from .memory import batch_for_memory
-        from .memory import estimate as estimate_memory
-        batch_size, total = batch_for_memory([estimate_memory(ann), estimate_memory(snn)], max_memory,
-                                             batch_size, n)
-        estimate = total.peak(batch_size)
+        from .memory import batch_for_memory, evaluation_estimates
+        batch_size, estimate = batch_for_memory(evaluation_estimates(ann, snn), max_memory, batch_size, n)
     batch_size = batch_size or 64
     runnable = onnx.ModelProto()
     runnable.CopyFrom(ann)

@@ -41,18 +41,34 @@ def test_estimate_scales_with_timesteps(mnist):
 
 def test_batch_for_memory():
     e = MemoryEstimate(fixed=1000, per_sample=100)
-    assert batch_for_memory([e], 1000 + 100 * 50, None, 10_000) == (50, e)
+    assert batch_for_memory([e], 1000 + 100 * 50, None, 10_000) == (50, 1000 + 100 * 50)
     assert batch_for_memory([e], 10**9, None, 30)[0] == 30          # no more than the samples
     assert batch_for_memory([e], 10**9, 8, 30)[0] == 8              # no more than asked
     assert batch_for_memory([e], 10, None, 30)[0] == 1              # at least one
     assert batch_for_memory([e, e], 2000 + 200 * 7, None, 100)[0] == 7
+    # run in chunks of 4: beyond 4 samples only inputs and outputs (twice) grow
+    c = MemoryEstimate(fixed=1000, per_sample=100, io_per_sample=5, chunk=4)
+    assert c.peak(3) == 1000 + 300 and c.peak(100) == 1000 + 400 + 2 * 5 * 100
+    assert batch_for_memory([e, c], 2000 + 100 * 20 + 400 + 10 * 20, None, 1000) == (20, 4600)
+
+
+def test_chunked_snn_estimate_bounds_its_runs(mnist):
+    from onnx2snn.chunking import chunk_samples, default_chunk_bytes
+    from onnx2snn.memory import evaluation_estimates
+    model, x, _ = mnist
+    result = onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=8))
+    ann, snn = evaluation_estimates(result.ann, result.model)
+    assert snn.chunk == chunk_samples(result.model, default_chunk_bytes(None)) > 0
+    assert 0 < snn.io_per_sample < snn.per_sample // 100  # one digit in, T + 1 logit vectors out
+    assert snn.peak(256) < estimate(result.model).peak(256) // 10
 
 
 def test_evaluate_picks_batch_under_limit(mnist):
     model, x, labels = mnist
     result = onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=8))
-    total = estimate(result.ann) + estimate(result.model)
-    limit = total.fixed + 10 * total.per_sample + 1
+    estimates = [estimate(result.ann), estimate(result.model).chunked(0)]
+    estimates[1] = estimates[1].chunked(onnx2snn.InferenceSession(result.model).onnx2snn_chunk)
+    limit = sum(e.peak(10) for e in estimates) + 1
     res = onnx2snn.evaluate(result.ann, result.model, {"input": x}, labels, None, max_memory=limit)
     assert res.batch_size == 10 and 0 < res.memory_estimate <= limit
     full = onnx2snn.evaluate(result.ann, result.model, {"input": x}, labels, 64)
