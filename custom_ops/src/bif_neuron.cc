@@ -20,81 +20,48 @@ struct BIFTask {
 // One step over n contiguous elements, in the float32 sequence of the reference.
 // The threshold of element i is th[i] (kLanes == 0), th[0] (kLanes == 1: a
 // layer-wise threshold or one channel's run) or th[i % kLanes] (an NCHWc channel
-// block; n a multiple of kLanes), as in IFNeuron's Step. y = up ? th : (down ? -th
+// block; n a multiple of kLanes), as in IFNeuron's StepBody. y = up ? th : (down ? -th
 // : 0) and v - y equals up ? v - th : (down ? v + th : v) exactly (v - (-th) is
 // v + th, v - 0 is v), so one subtraction replaces two selects. Branch-free, so
-// the loop vectorises (see -fno-trapping-math in CMakeLists.txt).
+// the loop vectorises (see -fno-trapping-math in CMakeLists.txt); run through
+// CallIsa (if_neuron.h) for the instruction set chosen at run time.
 template <int64_t kLanes, bool kAdd>
-ONNX2SNN_ALWAYS_INLINE void StepBody(const float* __restrict x, const float* __restrict x2, float* __restrict y,
-                                     float* __restrict v, int32_t* __restrict k, const float* __restrict th,
-                                     int32_t levels, int32_t min_level, int64_t n) {
-  if (n <= 0) return;
-  const int64_t width = kLanes > 1 ? kLanes : n;
-  for (int64_t i0 = 0; i0 < n; i0 += width) {
-    for (int64_t l = 0; l < width; ++l) {
-      const int64_t i = i0 + l;
-      const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
-      const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);  // X2: the Add it replaces
-      const int32_t ki = k[i];
-      const bool up = vi >= t && ki < levels;
-      const bool down = !up && vi < 0.0f && ki > min_level;
-      const float yi = up ? t : (down ? -t : 0.0f);
-      y[i] = yi;
-      v[i] = vi - yi;
-      k[i] = ki + static_cast<int32_t>(up) - static_cast<int32_t>(down);
+struct StepBody {
+  ONNX2SNN_ALWAYS_INLINE void operator()(const float* __restrict x, const float* __restrict x2,
+                                         float* __restrict y, float* __restrict v, int32_t* __restrict k,
+                                         const float* __restrict th, int32_t levels, int32_t min_level,
+                                         int64_t n) const {
+    if (n <= 0) return;
+    const int64_t width = kLanes > 1 ? kLanes : n;
+    for (int64_t i0 = 0; i0 < n; i0 += width) {
+      for (int64_t l = 0; l < width; ++l) {
+        const int64_t i = i0 + l;
+        const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
+        const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);  // X2: the Add it replaces
+        const int32_t ki = k[i];
+        const bool up = vi >= t && ki < levels;
+        const bool down = !up && vi < 0.0f && ki > min_level;
+        const float yi = up ? t : (down ? -t : 0.0f);
+        y[i] = yi;
+        v[i] = vi - yi;
+        k[i] = ki + static_cast<int32_t>(up) - static_cast<int32_t>(down);
+      }
     }
   }
-}
-
-// StepBody compiled for the instruction set kIsa (see WithIsa in if_neuron.h).
-#define ONNX2SNN_BIF_STEP_PARAMS                                                                         \
-  const float *x, const float *x2, float *y, float *v, int32_t *k, const float *th, int32_t levels, \
-      int32_t min_level, int64_t n
-template <int64_t kLanes, bool kAdd>
-void Step(ONNX2SNN_BIF_STEP_PARAMS) {
-  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-}
-#ifdef ONNX2SNN_ISA_DISPATCH
-template <int64_t kLanes, bool kAdd>
-ONNX2SNN_TARGET_AVX2 void StepAvx2(ONNX2SNN_BIF_STEP_PARAMS) {
-  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-}
-template <int64_t kLanes, bool kAdd>
-ONNX2SNN_TARGET_AVX512 void StepAvx512(ONNX2SNN_BIF_STEP_PARAMS) {
-  StepBody<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-}
-#endif
-
-template <Isa kIsa, int64_t kLanes, bool kAdd>
-void StepFor(ONNX2SNN_BIF_STEP_PARAMS) {
-#ifdef ONNX2SNN_ISA_DISPATCH
-  if constexpr (kIsa == Isa::kAvx512) {
-    StepAvx512<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-    return;
-  } else if constexpr (kIsa == Isa::kAvx2) {
-    StepAvx2<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-    return;
-  }
-#endif
-  Step<kLanes, kAdd>(x, x2, y, v, k, th, levels, min_level, n);
-}
-#undef ONNX2SNN_BIF_STEP_PARAMS
+};
 
 void RunBlockTask(void* task, size_t block) {
   const auto* t = static_cast<const BIFTask*>(task);
   BIFNeuronRunBlock(*t->problem, t->levels, t->min_level, static_cast<int64_t>(block));
 }
 
-}  // namespace
-
-namespace {
-
 template <Isa kIsa, bool kAdd>
 void RunSteps(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t begin, int64_t n, float* v,
               int32_t* k, float* th) {
   ForEachStepRun<kAdd>(p, begin, n, th, [&](auto lanes, const float* x, const float* x2, float* y, int64_t i,
                                             int64_t length, const float* theta) {
-    StepFor<kIsa, decltype(lanes)::value, kAdd>(x, x2, y, v + i, k + i, theta, levels, min_level, length);
+    CallIsa<kIsa, StepBody<decltype(lanes)::value, kAdd>>(x, x2, y, v + i, k + i, theta, levels, min_level,
+                                                       length);
   });
 }
 

@@ -43,53 +43,26 @@ int64_t Product(std::vector<int64_t>::const_iterator first,
 // kLanes). The selects have no branch, so the loops vectorise; for the subtraction
 // that needs -fno-trapping-math (CMakeLists.txt), which lets GCC compute v - theta
 // in every lane and keep it only where s. It changes no result, only FP-exception flags.
-template <int64_t kLanes, bool kSubtract, bool kAdd = false>
-ONNX2SNN_ALWAYS_INLINE void StepBody(const float* __restrict x, const float* __restrict x2, float* __restrict y,
-                                     float* __restrict v, const float* __restrict th, int64_t n) {
-  if (n <= 0) return;
-  const int64_t width = kLanes > 1 ? kLanes : n;  // one pass over n, or n / kLanes channel blocks
-  for (int64_t i0 = 0; i0 < n; i0 += width) {
-    for (int64_t l = 0; l < width; ++l) {
-      const int64_t i = i0 + l;
-      const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
-      const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);
-      const bool s = vi >= t;
-      y[i] = s ? t : 0.0f;
-      v[i] = s ? (kSubtract ? vi - t : 0.0f) : vi;
+// Run through CallIsa (if_neuron.h) for the instruction set chosen at run time.
+template <int64_t kLanes, bool kSubtract, bool kAdd>
+struct StepBody {
+  ONNX2SNN_ALWAYS_INLINE void operator()(const float* __restrict x, const float* __restrict x2,
+                                         float* __restrict y, float* __restrict v, const float* __restrict th,
+                                         int64_t n) const {
+    if (n <= 0) return;
+    const int64_t width = kLanes > 1 ? kLanes : n;  // one pass over n, or n / kLanes channel blocks
+    for (int64_t i0 = 0; i0 < n; i0 += width) {
+      for (int64_t l = 0; l < width; ++l) {
+        const int64_t i = i0 + l;
+        const float t = kLanes == 0 ? th[i] : (kLanes == 1 ? th[0] : th[l]);
+        const float vi = v[i] + (kAdd ? x[i] + x2[i] : x[i]);
+        const bool s = vi >= t;
+        y[i] = s ? t : 0.0f;
+        v[i] = s ? (kSubtract ? vi - t : 0.0f) : vi;
+      }
     }
   }
-}
-
-// StepBody compiled for each instruction set (see WithIsa in if_neuron.h).
-template <int64_t kLanes, bool kSubtract, bool kAdd = false>
-void Step(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
-  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-}
-#ifdef ONNX2SNN_ISA_DISPATCH
-template <int64_t kLanes, bool kSubtract, bool kAdd>
-ONNX2SNN_TARGET_AVX2 void StepAvx2(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
-  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-}
-template <int64_t kLanes, bool kSubtract, bool kAdd>
-ONNX2SNN_TARGET_AVX512 void StepAvx512(const float* x, const float* x2, float* y, float* v, const float* th,
-                                       int64_t n) {
-  StepBody<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-}
-#endif
-
-template <Isa kIsa, int64_t kLanes, bool kSubtract, bool kAdd>
-void StepFor(const float* x, const float* x2, float* y, float* v, const float* th, int64_t n) {
-#ifdef ONNX2SNN_ISA_DISPATCH
-  if constexpr (kIsa == Isa::kAvx512) {
-    StepAvx512<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-    return;
-  } else if constexpr (kIsa == Isa::kAvx2) {
-    StepAvx2<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-    return;
-  }
-#endif
-  Step<kLanes, kSubtract, kAdd>(x, x2, y, v, th, n);
-}
+};
 
 // Outputs of at least this many bytes are written with non-temporal (streaming)
 // stores: Y goes to memory without each of its lines being read first
@@ -109,7 +82,7 @@ void StepStream(const float* __restrict x, const float* __restrict x2, float* __
   auto at = [](const float* a, int64_t i) { return kAdd ? a + i : nullptr; };
   int64_t i = 0;
   for (; i < n && (reinterpret_cast<std::uintptr_t>(y + i) & 15) != 0; ++i) {  // align y
-    StepBody<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);
+    StepBody<1, kSubtract, kAdd>{}(x + i, at(x2, i), y + i, v + i, &th, 1);
   }
   const __m128 th4 = _mm_set1_ps(th);
   for (; i + 4 <= n; i += 4) {
@@ -121,7 +94,7 @@ void StepStream(const float* __restrict x, const float* __restrict x2, float* __
     _mm_stream_ps(y + i, out);
     _mm_storeu_ps(v + i, kSubtract ? _mm_sub_ps(vi, out) : _mm_andnot_ps(s, vi));
   }
-  for (; i < n; ++i) StepBody<1, kSubtract, kAdd>(x + i, at(x2, i), y + i, v + i, &th, 1);  // tail
+  for (; i < n; ++i) StepBody<1, kSubtract, kAdd>{}(x + i, at(x2, i), y + i, v + i, &th, 1);  // tail
 }
 #endif
 
@@ -141,7 +114,7 @@ void RunSteps(const IFNeuronProblem& p, int64_t begin, int64_t n, float* v, floa
       return;
     }
 #endif
-    StepFor<kIsa, kLanes, kSubtract, kAdd>(x, x2, y, v + i, theta, length);
+    CallIsa<kIsa, StepBody<kLanes, kSubtract, kAdd>>(x, x2, y, v + i, theta, length);
   });
 #ifdef ONNX2SNN_STREAM_STORES
   if (stream) _mm_sfence();  // the streamed stores are visible before the block is reported done

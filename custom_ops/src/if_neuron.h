@@ -75,6 +75,38 @@ void WithIsa(Isa isa, F&& f) {
   f(std::integral_constant<Isa, Isa::kBase>{});
 }
 
+// CallIsa<kIsa, Body>(args...) runs Body{}(args...) compiled for the instruction set
+// kIsa: Body is a struct whose operator() is ONNX2SNN_ALWAYS_INLINE, so its loops are
+// inlined into, and vectorised for, one function per instruction set.
+template <typename Body, typename... Args>
+void CallBase(Args... args) {
+  Body{}(args...);
+}
+#ifdef ONNX2SNN_ISA_DISPATCH
+template <typename Body, typename... Args>
+ONNX2SNN_TARGET_AVX2 void CallAvx2(Args... args) {
+  Body{}(args...);
+}
+template <typename Body, typename... Args>
+ONNX2SNN_TARGET_AVX512 void CallAvx512(Args... args) {
+  Body{}(args...);
+}
+#endif
+
+template <Isa kIsa, typename Body, typename... Args>
+void CallIsa(Args... args) {
+#ifdef ONNX2SNN_ISA_DISPATCH
+  if constexpr (kIsa == Isa::kAvx512) {
+    CallAvx512<Body>(args...);
+    return;
+  } else if constexpr (kIsa == Isa::kAvx2) {
+    CallAvx2<Body>(args...);
+    return;
+  }
+#endif
+  CallBase<Body>(args...);
+}
+
 // One IFNeuron call with validated shapes; no onnxruntime types, so a CUDA
 // kernel or a benchmark can reuse it.
 struct IFNeuronProblem {
