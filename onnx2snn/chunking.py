@@ -15,10 +15,11 @@ samples of a folded SNN never mix (time is folded into the batch axis per sample
 the layers act per sample, the neurons per element), so each sample's outputs come
 from the same operations on the same values; ``tests/test_chunking.py`` checks the
 outputs are bit-identical. Only time-folded feed-forward SNNs are chunked
-(:func:`chunk_samples`), and a run only when it can be split without guessing: every input has the same symbolic batch dimension on axis 0, all feeds
-are numpy arrays with that many rows, and every requested output has that symbol
-on exactly one axis (outputs added by hand, without a declared shape, run the
-whole batch at once).
+(:func:`chunk_samples`), and a run only when it can be split without guessing:
+every input has the same symbolic batch dimension on axis 0, all feeds are numpy
+arrays with that many rows, and every requested output has that symbol on exactly
+one axis (outputs added by hand, without a declared shape, run the whole batch at
+once).
 """
 from __future__ import annotations
 
@@ -42,13 +43,14 @@ def default_chunk_bytes(sess_options: ort.SessionOptions | None) -> int:
     return CHUNK_BYTES_PER_THREAD * (threads if threads > 0 else (os.cpu_count() or 1))
 
 
-def chunk_samples(model: onnx.ModelProto, chunk_bytes: int) -> int:
+def chunk_samples(model: onnx.ModelProto, chunk_bytes: int, largest: int | None = None) -> int:
     """Samples per run so that the model's largest tensor takes about ``chunk_bytes``
     (at least 1); 0 (never split) unless ``model`` is a time-folded feed-forward
     onnx2snn SNN with a free batch size. Those have the batch on axis 0 of every input
     (the converter folds time into it). A recurrent SNN's input may be sequence-major
     (axis 0 the sequence, which must never be split), and a streaming model carries
-    state between runs: neither is chunked."""
+    state between runs: neither is chunked. ``largest``: the model's
+    ``memory.estimate(model).largest`` when the caller has it already."""
     from .data import model_inputs
     from .memory import estimate
     from .recurrent import META_RECURRENT
@@ -58,7 +60,8 @@ def chunk_samples(model: onnx.ModelProto, chunk_bytes: int) -> int:
         return 0
     if any(spec.fixed_batch is not None for spec in model_inputs(model)):
         return 0
-    largest = estimate(model).largest
+    if largest is None:
+        largest = estimate(model).largest
     return max(1, chunk_bytes // largest) if largest > 0 else 0
 
 
@@ -74,11 +77,12 @@ class SNNSession(ort.InferenceSession):
         """Samples per run (0: one run per call). Finds the batch axis of every output."""
         self.onnx2snn_chunk = 0
         self._batch_axes: dict[str, int] = {}
-        heads = {tuple(i.shape)[0] if i.shape else None for i in self.get_inputs()}
+        inputs = self.get_inputs()
+        self._input_names = [i.name for i in inputs]
+        heads = {tuple(i.shape)[0] if i.shape else None for i in inputs}
         symbol = heads.pop() if len(heads) == 1 else None
         if chunk <= 0 or not isinstance(symbol, str) or not symbol:
             return
-        self._batch_symbol = symbol
         for out in self.get_outputs():
             shape = list(out.shape or [])
             if shape.count(symbol) == 1:
@@ -90,12 +94,12 @@ class SNNSession(ort.InferenceSession):
         if self.onnx2snn_chunk <= 0 or not names or any(n not in self._batch_axes for n in names):
             return 0
         rows = set()
-        for i in self.get_inputs():
-            value = feeds.get(i.name)
+        for name in self._input_names:
+            value = feeds.get(name)
             if not isinstance(value, np.ndarray) or value.ndim == 0:
                 return 0
             rows.add(value.shape[0])
-        if len(rows) != 1 or len(feeds) != len(self.get_inputs()):
+        if len(rows) != 1 or len(feeds) != len(self._input_names):
             return 0
         n = rows.pop()
         return n if n > self.onnx2snn_chunk else 0

@@ -110,7 +110,9 @@ def evaluation_estimates(ann: onnx.ModelProto, snn: onnx.ModelProto) -> list[Mem
     the chunk its :func:`onnx2snn.InferenceSession` (default options) runs it in."""
     from .chunking import chunk_samples, default_chunk_bytes
 
-    return [estimate(ann), estimate(snn).chunked(chunk_samples(snn, default_chunk_bytes(None)))]
+    snn_estimate = estimate(snn)
+    chunk = chunk_samples(snn, default_chunk_bytes(None), snn_estimate.largest)
+    return [estimate(ann), snn_estimate.chunked(chunk)]
 
 
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,

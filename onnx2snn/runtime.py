@@ -59,11 +59,11 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
                 onnx.load_from_string(model) if isinstance(model, bytes) else onnx.load(str(model)))
         except Exception:  # not a model onnx can read: onnxruntime's own error below says why
             proto = None
-    if (proto is not None and blocked_layout and on_cpu and not opts.optimized_model_filepath
+    one_protobuf = proto is not None and proto.ByteSize() < 2**31 - 1  # else only a path can carry it
+    if (one_protobuf and blocked_layout and not opts.optimized_model_filepath
             and opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
         try:
-            if (any(n.domain == SNN_DOMAIN and n.op_type in NEURON_OPS for n in proto.graph.node)
-                    and proto.ByteSize() < 2**31 - 1):  # the rewrite passes the model as one protobuf
+            if any(n.domain == SNN_DOMAIN and n.op_type in NEURON_OPS for n in proto.graph.node):
                 session = blocked_session(proto, opts, library, session_class=SNNSession, **kwargs)
         except Exception as e:  # an optimisation only: the plain session below decides
             failure = e
@@ -71,7 +71,7 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
         # the loaded proto (external data read in), so that onnxruntime's shape inference
         # sees every constant; a path only for a model beyond protobuf's 2 GiB
         source = model
-        if proto is not None and proto.ByteSize() < 2**31 - 1:
+        if one_protobuf:
             source = proto.SerializeToString()
         elif isinstance(model, onnx.ModelProto):
             source = model.SerializeToString()
@@ -80,13 +80,10 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
         if failure is not None:
             warnings.warn(f"onnx2snn: neurons left in the plain layout (the blocked-layout rewrite failed: "
                           f"{failure}); outputs are the same, only slower. Please report this.", stacklevel=2)
-        session.onnx2snn_blocked_neurons = 0
-    if chunk_bytes is not None and on_cpu and proto is not None:
-        if chunk_bytes == "auto":
-            chunk_bytes = default_chunk_bytes(opts)
-        session.set_chunk(chunk_samples(proto, chunk_bytes))
-    else:
-        session.set_chunk(0)
+    chunk = 0
+    if chunk_bytes is not None and proto is not None:  # proto is loaded on the CPU provider only
+        chunk = chunk_samples(proto, default_chunk_bytes(opts) if chunk_bytes == "auto" else chunk_bytes)
+    session.set_chunk(chunk)
     return session
 
 
