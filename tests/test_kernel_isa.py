@@ -49,3 +49,10 @@ def test_step_loops_match_reference_in_every_isa(monkeypatch, isa, case, op, res
     feeds = {"X": layout(x), "threshold": theta} | ({"X2": layout(x2)} if add else {})
     got = neuron_session(op, inputs, **attrs, **({"channel_block": b} if b else {})).run(None, feeds)[0]
     np.testing.assert_array_equal(got, layout(want))
+
+
+def test_unknown_isa_request_is_one_clear_error(monkeypatch):
+    monkeypatch.setenv("ONNX2SNN_KERNEL_ISA", "sse9")
+    x = rng_array(4, 3, 5, seed=4)
+    with pytest.raises(Exception, match="ONNX2SNN_KERNEL_ISA must be base, avx2 or avx512.*'sse9'"):
+        neuron_session("IFNeuron", ["X", "threshold"], timesteps=2).run(None, {"X": x, "threshold": np.ones(3, np.float32)})

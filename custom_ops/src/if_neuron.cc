@@ -226,6 +226,10 @@ Isa KernelIsa() {
   const char* requested = std::getenv("ONNX2SNN_KERNEL_ISA");
   if (requested == nullptr) return best;
   const std::string r(requested);
+  if (r != "base" && r != "avx2" && r != "avx512") {
+    throw std::invalid_argument("environment variable ONNX2SNN_KERNEL_ISA must be base, avx2 or avx512 (or unset), "
+                                "got '" + r + "'");
+  }
   const Isa want = r == "base" ? Isa::kBase : (r == "avx2" ? Isa::kAvx2 : Isa::kAvx512);
   return want < best ? want : best;
 #else
@@ -271,7 +275,11 @@ IFNeuronProblem PrepareIFNeuron(Ort::KernelContext& ctx, int64_t timesteps, Rese
   p.step_size = Product(step_dims.begin(), step_dims.end());
   p.x_step = layout.repeat_input ? 0 : p.step_size;
   p.reset = reset;
-  p.isa = KernelIsa();
+  try {
+    p.isa = KernelIsa();
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
   p.channel_block = channel_block;
   if (channel_block > 1 && (x_shape.size() != 4 || C % channel_block != 0 ||
                             kIFNeuronBlock % channel_block != 0)) {

@@ -60,7 +60,8 @@ enum class ResetMode { kSubtract, kZero };
 enum class Isa { kBase, kAvx2, kAvx512 };
 
 // The widest instruction set the CPU supports, lowered to the environment variable
-// ONNX2SNN_KERNEL_ISA (base | avx2 | avx512) when it is set (for tests and benchmarks).
+// ONNX2SNN_KERNEL_ISA (base | avx2 | avx512) when it is set (for tests and benchmarks);
+// throws std::invalid_argument for any other value of it.
 Isa KernelIsa();
 
 // Calls f(std::integral_constant<Isa, isa>{}) (kBase where there is no dispatch), so
