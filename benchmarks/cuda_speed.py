@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 import onnx2snn  # noqa: E402
 from onnx2snn._library import register  # noqa: E402
 from onnx2snn.neurons import if_neuron  # noqa: E402
+from model_speed import SHARED, cifar  # noqa: E402
 from op_speed import _model  # noqa: E402  (the one-node IFNeuron / Identity models)
 
 PROVIDERS = {"cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"], "cpu": ["CPUExecutionProvider"]}
@@ -79,9 +80,6 @@ def op_table(args, device: str) -> None:
 
 
 def model_rows(args) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from model_speed import SHARED, cifar
-
     cases = [("MNIST CNN", REPO / "models" / "mnist_cnn.onnx",
               lambda: next(iter(np.load(REPO / "models" / "data" / "mnist_calib.npz").values())),
               lambda: np.load(REPO / "models" / "data" / "mnist_test.npz")["x"][:args.batch])]
