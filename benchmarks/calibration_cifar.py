@@ -29,7 +29,8 @@ import onnxruntime as ort
 
 import onnx2snn
 from onnx2snn.config import ConvertConfig, ThresholdSpec
-from onnx2snn.runtime import InferenceSession, running_output_name
+from onnx2snn.runtime.session import InferenceSession
+from onnx2snn.runtime.evaluate import running_output_name
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -28,7 +28,8 @@ from onnx2snn.calibration import balance_thresholds, collect_statistics
 from onnx2snn.config import ThresholdSpec
 from onnx2snn.data import ArrayDataReader
 from onnx2snn.pipeline import activation_names, build_snn, calibration_feeds, prepare
-from onnx2snn.runtime import InferenceSession, running_output_name
+from onnx2snn.runtime.session import InferenceSession
+from onnx2snn.runtime.evaluate import running_output_name
 
 REPO = Path(__file__).resolve().parents[1]
 

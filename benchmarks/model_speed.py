@@ -42,10 +42,10 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 import onnx2snn  # noqa: E402
 from onnx2snn.config import Form  # noqa: E402
-from onnx2snn.graph import import_model  # noqa: E402
-from onnx2snn.graph._neuron_ops import tensor_shapes  # noqa: E402
+from onnx2snn.core.graph import import_model  # noqa: E402
+from onnx2snn.core.shapes import tensor_shapes  # noqa: E402
 from onnx2snn.pipeline import build_snn  # noqa: E402
-from onnx2snn.streaming import StreamingSession  # noqa: E402
+from onnx2snn.runtime.streaming import StreamingSession  # noqa: E402
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)

@@ -40,7 +40,8 @@ from calibration_cifar import SHARED, preprocess  # the script's folder is on sy
 
 import onnx2snn
 from onnx2snn.config import ConvertConfig, Form, ThresholdSpec
-from onnx2snn.runtime import InferenceSession, running_output_name
+from onnx2snn.runtime.session import InferenceSession
+from onnx2snn.runtime.evaluate import running_output_name
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -27,7 +27,7 @@ import onnxruntime as ort
 import onnx2snn
 from onnx2snn._library import register
 from onnx2snn.config import ConvertConfig
-from onnx2snn.runtime import running_output_name
+from onnx2snn.runtime.evaluate import running_output_name
 
 REPO = Path(__file__).resolve().parents[1]
 

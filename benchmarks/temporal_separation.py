@@ -39,10 +39,10 @@ from mnist_accuracy import test_data  # noqa: E402
 from onnx2snn.calibration import balance_thresholds, collect_statistics  # noqa: E402
 from onnx2snn.config import ConvertConfig, Neuron, ThresholdSpec  # noqa: E402
 from onnx2snn.data import ArrayDataReader  # noqa: E402
-from onnx2snn.graph import export_graph, import_model  # noqa: E402
-from onnx2snn.graph.quantize_activations import QuantizeActivationsPass  # noqa: E402
+from onnx2snn.core.graph import export_graph, import_model  # noqa: E402
+from onnx2snn.neurons.temporal_separation.quantize import QuantizeActivationsPass  # noqa: E402
 from onnx2snn.pipeline import activation_names, build_snn, calibration_feeds, half_potentials, prepare  # noqa: E402
-from onnx2snn.tsep import META_LATENCY  # noqa: E402
+from onnx2snn.neurons.temporal_separation.exactness import META_LATENCY  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MSE = ThresholdSpec.parse("mse")

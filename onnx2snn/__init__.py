@@ -8,8 +8,7 @@ Public API::
     onnx2snn.save_model(result.model, "snn.onnx")
     sess = onnx2snn.InferenceSession("snn.onnx")   # op library registered
 """
-__version__ = "0.1.0"
-
+from ._version import __version__
 from ._library import get_library_path, register  # noqa: E402
 from .config import ConvertConfig, Reset, ThresholdMethod, ThresholdSpec  # noqa: E402
 from .errors import (CalibrationError, ConfigError, ConversionError, DataError, InvalidModelError,  # noqa: E402

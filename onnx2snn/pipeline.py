@@ -24,24 +24,33 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from . import __version__, bif, recurrent, tsep
+from ._version import __version__
+from .recipes import quantized as bif, recurrent
+from .neurons.temporal_separation import exactness as tsep
 from .calibration import balance_thresholds, collect_statistics
 from .calibration.layerwise import LayerReport, LayerwiseCalibrator
 from .calibration.ltb import ltb_thresholds
 from .config import ConvertConfig, Form, Neuron, Reset, ThresholdMethod, VInit
 from .data import ArrayDataReader, load_npz, match_inputs, model_inputs
 from .errors import ConfigError
-from .graph import (AddTimeAxisPass, FoldBatchNormPass, FoldConstantsPass, HoistTimeInvariantPass,
-                    MoveMaxPoolPass, ReadoutPass,
-                    RemoveIdentityPass, SpikeActivationsPass, activation_nodes, check_supported,
-                    export_graph, import_model)
-from .graph.detect_quant import (META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_from_metadata,
-                                 quantizers_to_json)
-from .graph.portable import PortableNeuronsPass
-from .graph.portable_ts import PortableTSNeuronsPass
-from .graph.readout import RUNNING_SUFFIX
-from .graph.streaming import StreamingFormPass
-from .streaming import META_FORM, streaming_metadata
+from .snn.time_axis import AddTimeAxisPass
+from .passes.fold_batchnorm import FoldBatchNormPass
+from .passes.fold_constants import FoldConstantsPass
+from .snn.hoist_time_invariant import HoistTimeInvariantPass
+from .passes.move_maxpool import MoveMaxPoolPass
+from .snn.readout import ReadoutPass
+from .passes.remove_identity import RemoveIdentityPass
+from .snn.spike import SpikeActivationsPass
+from .passes.activations import activation_nodes
+from .passes.check_support import check_supported
+from .core.graph import export_graph, import_model
+from .passes.quantizers import (META_QUANTIZERS, DetectQuantizedActivationsPass, quantizers_from_metadata,
+    quantizers_to_json)
+from .neurons.integrate_fire.portable import PortableNeuronsPass
+from .neurons.temporal_separation.portable import PortableTSNeuronsPass
+from .snn.readout import RUNNING_SUFFIX
+from .neurons.integrate_fire.streaming import StreamingFormPass
+from .runtime.streaming import META_FORM, streaming_metadata
 
 log = logging.getLogger(__name__)
 

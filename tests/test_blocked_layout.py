@@ -21,8 +21,9 @@ import pytest
 import onnx2snn
 from conftest import MODELS, make_model, rng_array
 from onnx2snn._library import register
-from onnx2snn.blocked_layout import block_size
-from onnx2snn.neurons import bif_neuron, if_neuron
+from onnx2snn.runtime.blocked_layout import block_size
+from onnx2snn.neurons import bif_neuron
+from onnx2snn.neurons import if_neuron
 
 BLOCKED_CPU = block_size() > 1
 
@@ -204,8 +205,8 @@ def test_kernel_second_input_is_added_like_the_add_it_replaces(op, b):
 @pytest.mark.skipif(not BLOCKED_CPU, reason="onnxruntime uses no blocked layout on this CPU")
 def test_residual_add_read_only_by_its_neuron_is_fused():
     from onnx2snn._library import get_library_path
-    from onnx2snn.blocked_layout import _optimized, rewrite_blocked
-    from onnx2snn.graph._neuron_ops import model_shapes
+    from onnx2snn.runtime.blocked_layout import _optimized, rewrite_blocked
+    from onnx2snn.core.shapes import model_shapes
     snn = onnx2snn.convert(_ann(16), {"x": rng_array(16, 3, 12, 12, seed=9)},
                            onnx2snn.ConvertConfig(timesteps=4)).model
     rewritten, count = rewrite_blocked(_optimized(snn.SerializeToString(), get_library_path()),

@@ -4,7 +4,8 @@ import pytest
 
 from conftest import make_model
 from onnx2snn import UnsupportedOpError, prepare
-from onnx2snn.graph import find_unsupported, import_model
+from onnx2snn.passes.check_support import find_unsupported
+from onnx2snn.core.graph import import_model
 
 
 def test_every_offending_node_is_named():

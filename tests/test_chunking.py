@@ -15,9 +15,9 @@ import pytest
 
 import onnx2snn
 from conftest import MODELS, make_model, rng_array
-from onnx2snn.chunking import chunk_samples
+from onnx2snn.runtime.chunking import chunk_samples
 from onnx2snn.errors import ConfigError
-from onnx2snn.memory import estimate
+from onnx2snn.runtime.memory import estimate
 
 
 def _mnist_snn(T: int = 4, **config) -> tuple[onnx.ModelProto, str, np.ndarray]:

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 import onnx2snn  # noqa: E402
-from onnx2snn.runtime import InferenceSession  # noqa: E402
+from onnx2snn.runtime.session import InferenceSession  # noqa: E402
 
 
 class Net(nn.Module):

@@ -4,7 +4,8 @@ import onnx.helper as oh
 import pytest
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import FoldBatchNormPass, export_graph, import_model
+from onnx2snn.passes.fold_batchnorm import FoldBatchNormPass
+from onnx2snn.core.graph import export_graph, import_model
 
 
 def bn_params(c, seed=1):

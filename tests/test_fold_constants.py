@@ -3,7 +3,8 @@ import onnx
 import onnx.helper as oh
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import FoldConstantsPass, export_graph, import_model
+from onnx2snn.passes.fold_constants import FoldConstantsPass
+from onnx2snn.core.graph import export_graph, import_model
 
 
 def test_shape_subgraph_folds_and_outputs_match():

@@ -17,7 +17,7 @@ from conftest import MODELS, make_model, rng_array
 from onnx2snn.config import Form
 from onnx2snn.errors import ConfigError, ConversionError
 from onnx2snn.pipeline import activation_names, build_snn, prepare
-from onnx2snn.streaming import StreamingSession
+from onnx2snn.runtime.streaming import StreamingSession
 
 
 def _plain(model, threads=1):
@@ -153,7 +153,7 @@ def test_config_form():
 
 @pytest.mark.parametrize("form", ["streaming", "portable"])
 def test_cli_form_then_evaluate(tmp_path, capsys, form):
-    from onnx2snn.cli import main
+    from onnx2snn.cli.main import main
 
     out = tmp_path / "snn.onnx"
     assert main(["convert", str(MODELS / "mnist_cnn.onnx"), "-o", str(out), "--calibration-data",

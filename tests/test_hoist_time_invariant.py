@@ -7,8 +7,11 @@ import pytest
 
 import onnx2snn
 from conftest import MODELS, SHARED, make_model, rng_array, run
-from onnx2snn.graph import (AddTimeAxisPass, HoistTimeInvariantPass, ReadoutPass, SpikeActivationsPass,
-                            export_graph, import_model)
+from onnx2snn.snn.time_axis import AddTimeAxisPass
+from onnx2snn.snn.hoist_time_invariant import HoistTimeInvariantPass
+from onnx2snn.snn.readout import ReadoutPass
+from onnx2snn.snn.spike import SpikeActivationsPass
+from onnx2snn.core.graph import export_graph, import_model
 from onnx2snn.pipeline import activation_names, prepare
 
 T = 5

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import rng_array
-from onnx2snn.neurons import bif_neuron, if_neuron
+from onnx2snn.neurons import bif_neuron
+from onnx2snn.neurons import if_neuron
 from test_blocked_layout import neuron_session, to_blocked
 
 ISAS = ["base", "avx2", "avx512"]

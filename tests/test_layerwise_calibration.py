@@ -139,7 +139,7 @@ def neuron_outputs(snn, feeds, names):
 
 
 def test_bipolar_neurons_on_a_float_ann_match_the_reference():
-    from onnx2snn.neurons.bif_neuron import bif_neuron
+    from onnx2snn.neurons.bipolar.reference import bif_neuron
     model, T = three_layer_model(), 6
     x = np.random.default_rng(4).uniform(-1, 1, (32, 4)).astype(np.float32)
     result = onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=T, threshold=ThresholdSpec.parse("max"),

@@ -4,9 +4,9 @@ import pytest
 
 import onnx2snn
 from conftest import MODELS
-from onnx2snn.cli import main
+from onnx2snn.cli.main import main
 from onnx2snn.errors import ConfigError
-from onnx2snn.memory import MemoryEstimate, batch_for_memory, estimate, parse_size
+from onnx2snn.runtime.memory import MemoryEstimate, batch_for_memory, estimate, parse_size
 
 
 @pytest.mark.parametrize("text, value", [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("2GB", 2 * 10**9),
@@ -53,8 +53,8 @@ def test_batch_for_memory():
 
 
 def test_chunked_snn_estimate_bounds_its_runs(mnist):
-    from onnx2snn.chunking import chunk_samples, default_chunk_bytes
-    from onnx2snn.memory import evaluation_estimates
+    from onnx2snn.runtime.chunking import chunk_samples, default_chunk_bytes
+    from onnx2snn.runtime.memory import evaluation_estimates
     model, x, _ = mnist
     result = onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=8))
     ann, snn = evaluation_estimates(result.ann, result.model)

@@ -3,7 +3,8 @@ import onnx
 import onnx.helper as oh
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import MoveMaxPoolPass, export_graph, import_model
+from onnx2snn.passes.move_maxpool import MoveMaxPoolPass
+from onnx2snn.core.graph import export_graph, import_model
 
 
 def test_relu_maxpool_swapped_exactly():

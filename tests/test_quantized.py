@@ -9,11 +9,11 @@ import onnxruntime as ort
 import pytest
 
 import onnx2snn
-from onnx2snn.cli import main
+from onnx2snn.cli.main import main
 from onnx2snn.config import ConvertConfig
 from onnx2snn.errors import ConfigError, UnsupportedOpError
-from onnx2snn.graph import import_model
-from onnx2snn.graph.detect_quant import DetectQuantizedActivationsPass, quantizers_from_metadata
+from onnx2snn.core.graph import import_model
+from onnx2snn.passes.quantizers import DetectQuantizedActivationsPass, quantizers_from_metadata
 
 from conftest import make_model, run
 

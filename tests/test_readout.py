@@ -4,8 +4,9 @@ import onnx.helper as oh
 import pytest
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import ReadoutPass, export_graph, import_model
-from onnx2snn.graph.readout import running_mean_matrix
+from onnx2snn.snn.readout import ReadoutPass
+from onnx2snn.core.graph import export_graph, import_model
+from onnx2snn.snn.readout import running_mean_matrix
 
 
 def test_running_mean_matrix():

@@ -3,7 +3,8 @@ import onnx
 import onnx.helper as oh
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import RemoveIdentityPass, export_graph, import_model
+from onnx2snn.passes.remove_identity import RemoveIdentityPass
+from onnx2snn.core.graph import export_graph, import_model
 
 
 def test_identity_and_dropout_removed_output_name_kept():

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 import onnx2snn
-from onnx2snn.cli import main
+from onnx2snn.cli.main import main
 from onnx2snn.config import ConvertConfig
 from onnx2snn.errors import ConfigError, UnsupportedOpError
 

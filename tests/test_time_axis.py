@@ -3,7 +3,8 @@ import onnx
 import onnx.helper as oh
 
 from conftest import make_model, rng_array, run
-from onnx2snn.graph import AddTimeAxisPass, export_graph, import_model
+from onnx2snn.snn.time_axis import AddTimeAxisPass
+from onnx2snn.core.graph import export_graph, import_model
 
 
 def test_inputs_tiled_time_major_and_fixed_batch_reshape_follows():

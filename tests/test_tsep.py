@@ -17,11 +17,11 @@ import pytest
 
 import onnx2snn
 from conftest import MODELS, make_model, rng_array
-from onnx2snn.cli import main
+from onnx2snn.cli.main import main
 from onnx2snn.config import ConvertConfig, Form, Neuron, ThresholdSpec
 from onnx2snn.errors import ConfigError, UnsupportedOpError
-from onnx2snn.graph import export_graph, import_model
-from onnx2snn.graph.quantize_activations import QuantizeActivationsPass
+from onnx2snn.core.graph import export_graph, import_model
+from onnx2snn.neurons.temporal_separation.quantize import QuantizeActivationsPass
 from onnx2snn.pipeline import build_snn
 
 F32 = np.float32

@@ -53,8 +53,11 @@ from .._library import get_library_path
 from .._progress import Progress
 from ..config import Calibration
 from ..data import iter_batches
-from ..graph import AddTimeAxisPass, activation_nodes, export_graph, import_model
-from ..graph._graph import SNN_DOMAIN, relu_cap
+from ..snn.time_axis import AddTimeAxisPass
+from ..passes.activations import activation_nodes
+from ..core.graph import export_graph, import_model
+from ..core.graph import SNN_DOMAIN
+from ..passes.activations import relu_cap
 from .collect import augment_outputs, calibration_session
 
 log = logging.getLogger(__name__)

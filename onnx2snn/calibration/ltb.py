@@ -23,8 +23,9 @@ import onnx_graphsurgeon as gs
 
 from .._progress import Progress
 from ..errors import CalibrationError
-from ..graph import activation_nodes, export_graph, import_model
-from ..graph._graph import NameScope
+from ..passes.activations import activation_nodes
+from ..core.graph import export_graph, import_model
+from ..core.graph import NameScope
 from .collect import calibration_session
 
 

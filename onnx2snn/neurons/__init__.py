@@ -5,9 +5,9 @@ order included); the C++ and CUDA kernels in ``custom_ops/`` are tested against
 it bit for bit.
 """
 
-from onnx2snn.neurons.bif_count import bif_count
-from onnx2snn.neurons.bif_neuron import bif_neuron
-from onnx2snn.neurons.if_neuron import RESET_MODES, if_neuron
-from onnx2snn.neurons.ts_neuron import ts_neuron
+from .bipolar.count import bif_count
+from .bipolar.reference import bif_neuron
+from .integrate_fire.reference import RESET_MODES, if_neuron
+from .temporal_separation.reference import ts_neuron
 
 __all__ = ["RESET_MODES", "bif_count", "bif_neuron", "if_neuron", "ts_neuron"]

@@ -1,0 +1,1 @@
+"""Graph-editing toolkit with no spiking knowledge: import/export, names, shapes, builders."""

@@ -1,0 +1,139 @@
+"""Shared helpers for the graph passes (onnx-graphsurgeon based).
+
+Passes take a ``gs.Graph`` and modify it in place; the pipeline imports a fresh
+graph from the user's model, so the input model is never touched.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from ..io import compatible_ir_version
+
+SNN_DOMAIN = "onnx2snn"
+SNN_DOMAIN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PassResult:
+    """What a pass did: the graph (same object, modified in place) and how many rewrites."""
+
+    graph: gs.Graph
+    count: int
+
+    @property
+    def modified(self) -> bool:
+        return self.count > 0
+
+
+def import_model(model: onnx.ModelProto) -> gs.Graph:
+    """A graphsurgeon graph of ``model`` (a private copy; ``model`` is not modified)."""
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return gs.import_onnx(copy)
+
+
+def export_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+    """Export ``graph`` keeping ``like``'s opset imports, IR version and metadata.
+
+    graphsurgeon has been seen to change opset imports and IR versions; this
+    keeps them as they were and adds the onnx2snn domain only when used. The IR
+    version is capped to one the installed onnxruntime loads (onnx >= 1.23
+    writes IR 14 by default, which onnxruntime 1.31 refuses).
+    """
+    graph.cleanup().toposort()
+    opsets = [onnx.helper.make_opsetid(o.domain, o.version) for o in like.opset_import if o.domain != SNN_DOMAIN]
+    if any(node.domain == SNN_DOMAIN for node in graph.nodes):
+        opsets.append(onnx.helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
+    model = gs.export_onnx(graph, do_type_check=False, opset_imports=opsets)
+    model.ir_version = compatible_ir_version(like)
+    model.producer_name = like.producer_name
+    model.producer_version = like.producer_version
+    model.doc_string = like.doc_string
+    model.model_version = like.model_version
+    model.metadata_props.extend(like.metadata_props)
+    return model
+
+
+def onnx_opset(graph_or_model) -> int:
+    if isinstance(graph_or_model, gs.Graph):
+        return int(graph_or_model.opset)
+    for o in graph_or_model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1
+
+
+def constant_value(tensor) -> np.ndarray | None:
+    """The value of a constant tensor (initializer or Constant node output), else None."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    if isinstance(tensor, gs.Variable) and len(tensor.inputs) == 1:
+        node = tensor.inputs[0]
+        if node.op == "Constant" and "value" in node.attrs:
+            value = node.attrs["value"]
+            return np.asarray(value.values if isinstance(value, gs.Constant) else value)
+    return None
+
+
+def is_empty(tensor) -> bool:
+    """An omitted optional input (name '')."""
+    return tensor is None or (isinstance(tensor, gs.Variable) and tensor.name == "")
+
+
+def producer(tensor) -> gs.Node | None:
+    return tensor.inputs[0] if len(tensor.inputs) else None
+
+
+def consumers(tensor) -> list[gs.Node]:
+    return list(tensor.outputs)
+
+
+def is_graph_output(graph: gs.Graph, tensor) -> bool:
+    return any(t is tensor for t in graph.outputs)
+
+
+def replace_uses(old, new) -> None:
+    """Make every consumer of ``old`` read ``new`` instead."""
+    for node in list(old.outputs):
+        for i, t in enumerate(node.inputs):
+            if t is old:
+                node.inputs[i] = new
+
+
+class NameScope:
+    """Unique tensor/node names: ``fresh('a/b')`` never collides with the graph."""
+
+    def __init__(self, graph: gs.Graph):
+        self._used = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self._used:
+            name = f"{base}_{k}"
+            k += 1
+        self._used.add(name)
+        return name
+
+
+def node_label(node: gs.Node) -> tuple[str, str]:
+    return (node.name or f"<unnamed {node.op}>", node.op)
+
+
+@contextlib.contextmanager
+def quiet_onnxruntime() -> Iterator[None]:
+    """Silence onnxruntime's warnings (e.g. during constant folding)."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+

@@ -1,0 +1,1 @@
+"""The bipolar neuron (``BIFNeuron``, ``BIFCount``): numpy references and the lowering of quantized activations."""

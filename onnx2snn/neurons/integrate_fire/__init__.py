@@ -1,0 +1,1 @@
+"""The IF neuron (``IFNeuron``): numpy reference, its step in standard ops, streaming and portable forms."""

@@ -1,0 +1,90 @@
+"""PortableNeuronsPass: every IFNeuron as a standard ONNX ``Scan`` over the T steps.
+
+Runs on the folded SNN (after the time axis). ``IFNeuron(x [T·N, C, ...], θ[, v_init]) → a``
+becomes::
+
+    xs      = Reshape(x, [T, -1, C, ...])   [T, N, C, ...] (static C, ...; else from Shape(x))
+    v0      = ConstantOfShape(Shape(xs)[1:])  (0)  or  Expand(v_init, Shape(xs)[1:])
+    _, ys   = Scan(v0, xs; body = one IF step)                   scan over axis 0
+    a       = Reshape(ys, Shape(x))
+
+The body is the IF step of :mod:`._neuron_ops` (Add, GreaterOrEqual, Where,
+Sub): the same float32 operations in the same order as the kernel, so the
+portable model is bit-exact to the custom-op one, and needs no op library.
+
+Invariant: no onnx2snn-domain node is left; outputs equal the folded model's
+bit for bit (``tests/test_forms.py``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from ...core.graph import SNN_DOMAIN, NameScope, PassResult
+from ...core.builder import INT64_MAX, unfold_time_nodes
+from .step import if_step_nodes
+from ..params import neuron_params
+from ...core.shapes import tensor_shapes
+
+
+class PortableNeuronsPass:
+    def __init__(self, timesteps: int):
+        self.timesteps = int(timesteps)
+
+    def __call__(self, graph: gs.Graph) -> PassResult:
+        names = NameScope(graph)
+        shapes = tensor_shapes(graph)
+        opset = int(graph.opset)
+        neurons = [n for n in graph.nodes if n.op == "IFNeuron" and n.domain == SNN_DOMAIN]
+        for node in neurons:
+            x, a = node.inputs[0], node.outputs[0]
+            rank = len(shapes[x.name]) if x.name in shapes else None
+            theta, v0 = neuron_params(node, rank)
+            reset = node.attrs.get("reset", "subtract")
+            timesteps = int(node.attrs.get("timesteps", self.timesteps))
+            p = a.name
+
+            def var(suffix, dtype=np.float32):
+                return gs.Variable(names.fresh(p + suffix), dtype=dtype)
+
+            def const(suffix, value):
+                return gs.Constant(names.fresh(p + suffix), np.asarray(value))
+
+            xs_shape, step_shape = var("_xs_shape_actual", np.int64), var("_step_shape", np.int64)
+            v_start, v_end, ys = var("_v_start"), var("_v_end"), var("_ys")
+            one, big = const("_one", np.array([1], np.int64)), const("_end", np.array([INT64_MAX], np.int64))
+            nodes, xs, shape = unfold_time_nodes(names, p, x, timesteps, shapes[x.name][1:])
+            nodes += [
+                gs.Node("Shape", names.fresh(p + "/xs_shape"), inputs=[xs], outputs=[xs_shape]),
+                gs.Node("Slice", names.fresh(p + "/step_shape"), inputs=[xs_shape, one, big], outputs=[step_shape]),
+            ]
+            if v0 is None:
+                nodes.append(gs.Node("ConstantOfShape", names.fresh(p + "/v_zero"),
+                                     attrs={"value": gs.Constant("zero", np.zeros(1, np.float32))},
+                                     inputs=[step_shape], outputs=[v_start]))
+            else:
+                nodes.append(gs.Node("Expand", names.fresh(p + "/v_init"),
+                                     inputs=[const("_v_init", v0), step_shape], outputs=[v_start]))
+            nodes += [
+                gs.Node("Scan", names.fresh(p + "/steps"),
+                        attrs={"body": self._body(p, theta, reset, opset, shapes[x.name]), "num_scan_inputs": 1},
+                        inputs=[v_start, xs], outputs=[v_end, ys]),
+                gs.Node("Reshape", names.fresh(p + "/fold_time"), inputs=[ys, shape], outputs=[a]),
+            ]
+            node.outputs.clear()
+            node.inputs.clear()
+            graph.nodes += nodes
+        graph.cleanup().toposort()
+        return PassResult(graph, len(neurons))
+
+    @staticmethod
+    def _body(prefix: str, theta: np.ndarray, reset: str, opset: int, x_shape: list) -> gs.Graph:
+        """One IF step on [N, C, ...] (onnxruntime wants the body's shapes declared)."""
+        body = gs.Graph(opset=opset, name=prefix + "_if_step")
+        names = NameScope(body)
+        shape = ["N"] + [d if isinstance(d, int) else f"d{k}" for k, d in enumerate(x_shape[1:], 1)]
+        v, x, v_next, y = (gs.Variable(n, dtype=np.float32, shape=shape) for n in ("v", "x_t", "v_next", "y_t"))
+        body.nodes = if_step_nodes(names, "if", x, v, theta, reset, opset, y, v_next)
+        body.inputs = [v, x]
+        body.outputs = [v_next, y]
+        return body

@@ -1,0 +1,225 @@
+"""Which nodes of a (constant-folded) graph the spiking conversion can carry.
+
+The time axis is folded into the batch axis, so every node that reads an
+activation (a value computed from the model's inputs) must act on each sample
+independently and, except for the ReLU-like nodes that become neurons, be
+linear or a pooling. Shape arithmetic (from ``Shape``) is data-independent and
+always allowed. A final Softmax/LogSoftmax is moved after the readout.
+
+:func:`find_unsupported` lists every offending node with the reason;
+:func:`check_supported` raises one :class:`UnsupportedOpError` naming them all.
+"""
+from __future__ import annotations
+
+from typing import Collection
+
+import numpy as np
+import onnx_graphsurgeon as gs
+
+from ..errors import UnsupportedOpError
+from ..core.graph import constant_value, is_empty, is_graph_output, node_label
+from .activations import relu_cap
+
+# per-sample linear or affine ops that need no check beyond "weights are constant"
+LINEAR_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization"}
+POOLING = {"AveragePool", "GlobalAveragePool", "MaxPool", "GlobalMaxPool", "LpPool"}
+STRUCTURAL = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Pad", "Concat",
+              "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand", "Gather"}
+SHAPE_ONLY = {"Shape", "Size"}
+FINAL_ONLY = {"Softmax", "LogSoftmax"}
+
+ALL_SUPPORTED = (LINEAR_WEIGHTED | POOLING | STRUCTURAL | FINAL_ONLY
+                 | {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "MatMul", "Sum"})
+
+
+def _axes(node: gs.Node, rank: int | None) -> list[int] | None:
+    """The axes an op acts on, from its attribute or constant input (None if all/unknown)."""
+    if "axes" in node.attrs:
+        axes = list(node.attrs["axes"])
+    elif len(node.inputs) > 1 and node.op in ("ReduceMean", "ReduceSum", "Squeeze", "Unsqueeze"):
+        v = constant_value(node.inputs[1])
+        axes = None if v is None else [int(a) for a in v.reshape(-1)]
+    else:
+        return None
+    if rank is not None:
+        axes = [a + rank if a < 0 else a for a in axes]
+    return axes
+
+
+def _rank(tensor) -> int | None:
+    shape = getattr(tensor, "shape", None)
+    return None if shape is None else len(shape)
+
+
+def _batch_mixing_constant(node: gs.Node, acts: set[str]) -> str:
+    """Reason if a constant operand of an elementwise op varies along the batch axis."""
+    for t in node.inputs:
+        v = constant_value(t)
+        if v is None:
+            continue
+        for a in node.inputs:
+            r = _rank(a) if a.name in acts else None
+            if r is not None and v.ndim == r and v.shape[0] > 1:
+                return (f"its constant operand '{t.name}' has {v.shape[0]} rows along the batch axis; "
+                        "batch-dependent constants cannot be used once time is folded into the batch")
+    return ""
+
+
+def _slice_touches_batch(node: gs.Node) -> bool:
+    if len(node.inputs) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
+        vals = [None if is_empty(t) else constant_value(t) for t in list(node.inputs[1:5])]
+        vals += [None] * (4 - len(vals))
+        starts, ends, axes, steps = vals
+        if starts is None or ends is None:
+            return True
+        axes = list(range(len(starts))) if axes is None else [int(a) for a in axes]
+        steps = [1] * len(starts) if steps is None else [int(s) for s in steps]
+    else:
+        starts, ends = node.attrs.get("starts", []), node.attrs.get("ends", [])
+        axes = list(node.attrs.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    for s, e, a, st in zip(list(starts), list(ends), axes, steps):
+        if a == 0 and not (int(s) == 0 and int(e) >= 2**31 - 1 and st == 1):
+            return True
+    return False
+
+
+def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
+    """Why ``node`` (which reads an activation) cannot be converted; '' if it can."""
+    op = node.op
+    act_inputs = [i for i, t in enumerate(node.inputs) if t.name in acts]
+    if node.domain not in ("", "ai.onnx", None):
+        return f"custom op of domain '{node.domain}' has no spiking equivalent"
+    if op == "Relu":
+        return ""
+    if op == "Clip":
+        return relu_cap(node)[2]
+    if op not in ALL_SUPPORTED:
+        return (f"{op} has no spiking equivalent (onnx2snn converts ReLU networks: Conv/Gemm/MatMul, "
+                "BatchNormalization, Relu, Add, Concat, pooling, reshaping)")
+    if op in LINEAR_WEIGHTED or op == "Gemm":
+        if act_inputs != [0]:
+            return f"{op} with weights computed from activations is not a fixed linear layer"
+        if op == "Gemm" and node.attrs.get("transA", 0):
+            return "Gemm with transA=1 mixes samples of the batch"
+        if op == "BatchNormalization" and node.attrs.get("training_mode", 0):
+            return "BatchNormalization in training mode; export the model in eval mode"
+        return ""
+    if op == "MatMul":
+        if act_inputs != [0]:
+            return "MatMul of two activations (or activation on the right) is not a fixed linear layer"
+        return ""
+    if op in ("Mul", "Div"):
+        if len(act_inputs) > 1:
+            return f"{op} of two activations is not linear; only scaling by a constant converts"
+        if op == "Div" and act_inputs == [1]:
+            return "Div by an activation is not linear"
+        return _batch_mixing_constant(node, acts)
+    if op in ("Add", "Sub", "Sum"):
+        return _batch_mixing_constant(node, acts)
+    if op in FINAL_ONLY:
+        out = node.outputs[0]
+        if is_graph_output(graph, out) and not out.outputs:
+            return ""
+        return f"{op} inside the network has no spiking equivalent (only a final {op} is supported)"
+    if op in ("MaxPool", "GlobalMaxPool", "Dropout") and len(node.outputs) > 1 and node.outputs[1].outputs:
+        return f"{op} whose second output (indices/mask) is used cannot be converted"
+    if op == "LpPool":
+        return "LpPool is not linear"
+    if act_inputs and act_inputs != [0] and op not in ("Concat", "Sum"):
+        return f"{op} with a shape or parameter computed from activations cannot be converted"
+    rank = _rank(node.inputs[0])
+    if op == "Concat":
+        axis = int(node.attrs.get("axis", 0))
+        if axis == 0 or (rank is not None and axis == -rank):
+            return "Concat along the batch axis mixes samples"
+    if op == "Flatten" and int(node.attrs.get("axis", 1)) == 0:
+        return "Flatten with axis=0 merges the batch axis"
+    if op == "Transpose":
+        perm = list(node.attrs.get("perm", []))
+        if not perm or perm[0] != 0:
+            return "Transpose that moves the batch axis cannot run on a time-folded batch"
+    if op in ("ReduceMean", "ReduceSum"):
+        axes = _axes(node, rank)
+        if axes is None or 0 in axes:
+            return f"{op} over the batch axis (or over all axes) mixes samples"
+    if op in ("Squeeze", "Unsqueeze"):
+        axes = _axes(node, rank if op == "Squeeze" else None)
+        if axes is None or 0 in axes:
+            return f"{op} on the batch axis cannot run on a time-folded batch"
+    if op == "Slice" and _slice_touches_batch(node):
+        return "Slice along the batch axis mixes samples"
+    if op == "Pad":
+        mode = node.attrs.get("mode", "constant")
+        if isinstance(mode, bytes):
+            mode = mode.decode()
+        if mode != "constant":
+            return f"Pad in mode '{mode}' is not supported (only constant zero padding)"
+        pads = node.attrs.get("pads") if "pads" in node.attrs else (
+            constant_value(node.inputs[1]) if len(node.inputs) > 1 else None)
+        value = node.attrs.get("value", 0.0)
+        if len(node.inputs) > 2 and not is_empty(node.inputs[2]):
+            v = constant_value(node.inputs[2])
+            value = None if v is None else float(np.asarray(v).reshape(-1)[0])
+        if pads is None or value is None:
+            return "Pad with computed pads or value cannot be converted"
+        pads = np.asarray(pads).reshape(-1)
+        if len(node.inputs) > 3 and not is_empty(node.inputs[3]):
+            return "Pad with an axes input is not supported"
+        if pads.size and (pads[0] != 0 or pads[pads.size // 2] != 0):
+            return "Pad along the batch axis mixes samples"
+        if value != 0.0:
+            return f"Pad with value {value} is not supported (only zero padding)"
+    if op == "Gather":  # a selection along a feature axis (e.g. x[:, t] of a sequence) is linear
+        axis = int(node.attrs.get("axis", 0))
+        if axis == 0 or (rank is not None and axis == -rank):
+            return "Gather along the batch axis mixes samples"
+    if op == "Split":
+        axis = int(node.attrs.get("axis", 0))
+        if axis == 0:
+            return "Split along the batch axis mixes samples"
+    if op == "Expand":
+        return "Expand of an activation cannot be checked to keep the batch axis"
+    if op == "Cast":
+        to = int(node.attrs.get("to", 1))
+        if to not in (1, 10, 11, 16):  # float, float16, double, bfloat16
+            return "Cast of an activation to a non-float type (a quantisation) has no spiking equivalent"
+    return ""
+
+
+def activation_tensors(graph: gs.Graph) -> set[str]:
+    """Names of tensors whose values depend on graph inputs (Shape outputs excluded)."""
+    acts = {t.name for t in graph.inputs}
+    for node in graph.nodes:
+        if node.op in SHAPE_ONLY:
+            continue
+        if any(t.name in acts for t in node.inputs if not is_empty(t)):
+            acts.update(t.name for t in node.outputs)
+    return acts
+
+
+def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[tuple[str, str, str]]:
+    """``(node name, op type, reason)`` for every node that cannot be converted; the nodes
+    writing a ``quantized`` tensor are accepted (quantized-activation markers and input
+    encoders, see detect_quant)."""
+    graph.toposort()
+    acts = activation_tensors(graph)
+    offenders = []
+    for node in graph.nodes:
+        if node.op in SHAPE_ONLY or not any(t.name in acts for t in node.inputs if not is_empty(t)):
+            continue
+        if node.outputs and node.outputs[0].name in quantized:
+            continue
+        if node.attrs and any(isinstance(v, gs.Graph) for v in node.attrs.values()):
+            offenders.append((*node_label(node), f"{node.op} with a subgraph (control flow) is not supported"))
+            continue
+        reason = _reason(graph, node, acts)
+        if reason:
+            offenders.append((*node_label(node), reason))
+    return offenders
+
+
+def check_supported(graph: gs.Graph, quantized: Collection[str] = ()) -> None:
+    offenders = find_unsupported(graph, quantized)
+    if offenders:
+        raise UnsupportedOpError(offenders)

@@ -1,0 +1,1 @@
+"""Conversion recipes: one module per method, each with the same small interface (see base.py)."""

@@ -1,0 +1,111 @@
+"""Lossless conversion of quantized ANNs with BIF neurons (``--neuron bif``).
+
+    canonical ANN (quantized activations marked, see graph/detect_quant.py)
+      ─▶ constant terms c (onnxruntime, all activations 0)
+      ─▶ activations → BIFNeuron (θ = λ/L, v_init = β·θ, levels L)       graph/spike_bif.py
+      ─▶ time axis (tile) ─▶ s-analog encoding (input and c at step 0)     graph/s_analog.py
+      ─▶ readout: running sum over steps
+
+Guarantee: with T ≥ T* = max over input→output paths of Σ L_k (D·L for D
+quantized layers of L levels), the SNN's output at step T* (and at every later
+step) equals the quantized ANN's in real arithmetic; in float32 it is equal up
+to rounding, except where a pre-activation lies within rounding distance of a
+quantization boundary (or on an exact tie of a Round), where one level can
+differ. No calibration data is used.
+
+The cumulative form (``--form cumulative``) computes the same SNN bit-exactly
+against the ANN. Every layer between neurons is linear in its input spikes, so
+the cumulative current a neuron has received by step t is the layer applied to
+the cumulative spike counts of the layer before (its constant terms added
+once) — that is, the ANN's own layer run on the counts so far. The graph is
+therefore the ANN itself, time-folded (input at every step), with each quantizer
+cut at its integer level τ = floor(α·V + β) and a ``BIFCount`` there: the BIF
+neuron in count form, stepping its spike count k by ±1 towards clip(τ, 0, L)
+(see :mod:`onnx2snn.neurons.bif_count`, which proves it emits the spikes of
+``BIFNeuron``). Its output at step t is the spiking form's running sum; at
+t ≥ T* every count equals the ANN's level, so the whole computation — the
+ANN's ops on the ANN's values — is the ANN's, bit for bit, when both run with
+the same session options. The per-step spikes are k_t − k_{t−1}.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+
+from ..config import ConvertConfig, Form
+from ..errors import ConfigError, ConversionError
+from ..snn.time_axis import AddTimeAxisPass
+from ..passes.fold_constants import FoldConstantsPass
+from ..snn.readout import ReadoutPass
+from ..passes.remove_identity import RemoveIdentityPass
+from ..core.graph import export_graph, import_model
+from ..passes.quantizers import DetectQuantizedActivationsPass, quantizers_from_metadata
+from ..snn.s_analog import SAnalogEncodingPass, constant_terms
+from ..neurons.bipolar.lowering import SpikeQuantizedPass, bif_parameters, exact_timesteps
+
+log = logging.getLogger(__name__)
+
+META_EXACT = "onnx2snn.exact_after_timesteps"
+
+
+def has_quantized_activations(ann: onnx.ModelProto, activations: list[str]) -> bool:
+    """Whether the canonical ANN has quantizers and every ReLU-like activation is one of them."""
+    quantizers = quantizers_from_metadata(ann)
+    return bool(quantizers) and all(a in quantizers for a in activations)
+
+
+def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
+                  original: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
+    """(SNN, θ per neuron, T*) for the canonical quantized ANN ``ann`` (made from ``original``,
+    which the cumulative form rewrites instead, to keep the ANN's own ops)."""
+    if config.form not in (Form.FOLDED, Form.CUMULATIVE):
+        raise ConfigError(f"--form {config.form.value} is not available with BIF neurons; use --form folded "
+                          "or --form cumulative")
+    if config.form is Form.CUMULATIVE and original is None:
+        raise ConversionError("the cumulative form is built from the original quantized model (its own "
+                              "quantizer ops); pass it as `original`")
+    quantizers = quantizers_from_metadata(ann)
+    graph = import_model(ann)
+    SpikeQuantizedPass(quantizers, config.timesteps)(graph)  # checks the graph for both forms
+    needed = exact_timesteps(graph)
+    if config.timesteps < needed:
+        log.warning("T=%d < %d: the SNN equals the quantized ANN only after %d steps", config.timesteps,
+                    needed, needed)
+    thresholds = {name: bif_parameters(q, 2)[0] for name, q in quantizers.items()}  # θ only: any rank
+    if config.form is Form.CUMULATIVE:
+        return build_cumulative_snn(original, config.timesteps, len(quantizers)), thresholds, needed
+    AddTimeAxisPass(config.timesteps)(graph)
+    SAnalogEncodingPass(config.timesteps, constant_terms(ann))(graph)
+    ReadoutPass(config.timesteps, reduce="sum")(graph)
+    return export_graph(graph, like=ann), thresholds, needed
+
+
+def build_cumulative_snn(model: onnx.ModelProto, timesteps: int, neurons: int) -> onnx.ModelProto:
+    """The cumulative form of the BIF SNN of ``model`` (see the module docstring), which has
+    ``neurons`` quantized activations."""
+    graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
+    FoldConstantsPass()(graph)
+    RemoveIdentityPass()(graph)
+    detect = DetectQuantizedActivationsPass(timesteps)
+    detect(graph)
+    if len(detect.quantizers) != neurons:
+        raise ConversionError(f"the cumulative form found {len(detect.quantizers)} quantizers where the "
+                              f"spiking form has {neurons} neurons")
+    AddTimeAxisPass(timesteps)(graph)
+    ReadoutPass(timesteps, reduce="last")(graph)
+    return export_graph(graph, like=model)
+
+
+def bif_metadata(quantizers_json: str | None, needed: int, form: Form = Form.FOLDED) -> dict[str, str]:
+    meta = {META_EXACT: str(needed), "onnx2snn.neuron": "bif",
+            "onnx2snn.readout": "last" if form is Form.CUMULATIVE else "sum"}
+    if quantizers_json:
+        meta["onnx2snn.quantizers"] = quantizers_json
+    return meta
+
+
+def describe(quantizers) -> str:
+    return json.dumps({k: v.as_dict() for k, v in quantizers.items()})

@@ -1,0 +1,549 @@
+"""Recurrent BIF SNNs from quantized RNNs written as an ONNX ``Scan`` (RNN-Morph).
+
+A quantized RNN (CRNN-SNN conversion, Su et al. 2024) computes, for each
+element s = 1..S of a sequence,
+
+    h_s = cell(h_{s−1}, x_s),    e.g.  h_s = Q(W·x_s + U·h_{s−1} + b),
+    Q(z) = γ·clip(floor(α·z + β), 0, L)                 (QCFS: γ = λ/L = 1/α, β = ½)
+
+and is exported as a ``Scan`` whose body is the cell, written with ops that
+:mod:`.graph.detect_quant` recognises as quantized activations. The cell is a
+feed-forward quantized network from (h_{s−1}, x_s) to h_s, so it converts with
+the feed-forward BIF builder (:func:`onnx2snn.bif.build_bif_snn`): every
+quantized activation becomes a ``BIFNeuron``, the inputs — the previous hidden
+state *and* the sequence element — enter at sub-step 0 (s-analog encoding),
+and the body's outputs are the sums of their per-sub-step values over T_s
+sub-steps (for a quantized activation: spike count · θ). The converted body
+replaces the original one inside the same ``Scan``, so the SNN runs
+
+    for each element s:  T_s sub-steps of the cell's BIF SNN, fed (h_{s−1}, x_s) at sub-step 0;
+                         h_s = Σ over the sub-steps of the hidden neurons' spikes (count · θ)
+
+and the layers outside the recurrence (the readout of h_S, shape arithmetic)
+stay analog, as the last layer of a feed-forward SNN does. The hidden state is
+summed as spike counts times θ (:func:`count_readout`), so in float32 it is
+bit-identical to the quantizer's output, not just equal up to rounding.
+
+**Guarantee.** Let T* be the cell's guaranteed step count
+(:func:`onnx2snn.graph.spike_bif.exact_timesteps`: the largest Σ L_k over the
+quantized layers on a path through the cell, = L for the one-layer cell above).
+With T_s ≥ T* sub-steps per element, h_s of the SNN equals the quantized RNN's
+h_s for every s, in real arithmetic (by induction on s: given the same h_{s−1}
+and x_s, the cell's BIF SNN settles to the quantized cell's output within T*
+sub-steps, and the hidden state handed on is that output), so its outputs equal
+the quantized RNN's after S·T_s steps in all (784·L for sequential MNIST with
+one-pixel elements). In float32 the same holds up to rounding, except where a
+pre-activation lies within rounding distance of a quantization boundary (one
+level can then differ, as between two ANN runtimes). With T_s < T* the SNN
+hands on hidden states that have not settled: an approximation, with a warning.
+
+**Running output.** When the graph outputs depend only on final states of one
+Scan (e.g. a Gemm readout of h_S), the running sums of those states over the
+sub-steps of the *last* element are carried as an extra Scan state
+``[T_s, N, ...]``, and the layers after the Scan are applied to them (time
+folded into the batch axis), giving ``<output>_running_mean`` ``[T_s, N, K]``:
+the output after sub-step t of the last element (equal to the final output
+from t = T* on), which ``onnx2snn evaluate`` reads.
+
+Refused, with one :class:`~onnx2snn.errors.UnsupportedOpError` naming every
+offending node: a Scan body with an op that does not convert or an activation
+that is not quantized (named with the reason, "in the body of Scan ..."), a
+body that reads a tensor computed outside it, activations outside the
+recurrence, the float recurrent ops ``RNN``/``LSTM``/``GRU`` (with how to export
+a quantized RNN instead), ``Loop`` and other control flow. IF neurons do not
+convert recurrences (:class:`~onnx2snn.errors.ConfigError`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import onnx.helper as oh
+from onnx import numpy_helper
+
+from . import quantized as bif
+from ..config import ConvertConfig, Neuron
+from ..errors import ConfigError, ConversionError, UnsupportedOpError
+from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION
+from ..passes.check_support import LINEAR_WEIGHTED, STRUCTURAL
+from ..snn.readout import RUNNING_SUFFIX
+
+log = logging.getLogger(__name__)
+
+META_RECURRENT = "onnx2snn.recurrent"
+RECURRENT_OPS = ("Scan", "Loop", "RNN", "LSTM", "GRU")
+# Ops allowed outside the recurrence: they run once, on analog values (readout, shape arithmetic).
+OUTER_OPS = (LINEAR_WEIGHTED | STRUCTURAL | {"Add", "Sub", "Mul", "Div", "MatMul", "Sum", "Shape", "Size",
+                                             "Gather", "ConstantOfShape", "Constant", "Range", "Tile",
+                                             "Softmax", "LogSoftmax", "AveragePool", "GlobalAveragePool"})
+# Ops the running output may apply to [T_s·N, ...] (each row on its own).
+ROW_OPS = {"Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Identity", "Softmax", "LogSoftmax", "Flatten"}
+HOW_TO_EXPORT = ("train the RNN with a quantized activation (e.g. QCFS, λ/L·clip(floor(z·L/λ + ½), 0, L)) "
+                 "and export the recurrence as a Scan whose body writes it with "
+                 "Div/Clip/Mul/Add/Floor/Div/Mul (see models/make_seqmnist_rnn.py)")
+
+
+@dataclass(frozen=True)
+class Recurrence:
+    """One converted Scan: its node, the sub-steps per element and the guaranteed count T*."""
+
+    node: str
+    substeps: int                  # T_s, sub-steps the cell's SNN runs per element
+    exact_substeps: int            # T*: with T_s ≥ T* the hidden state equals the quantized RNN's
+    sequence_length: int | None    # S (None when not static)
+    neurons: int                   # BIFNeuron layers in the cell
+
+    @property
+    def total_steps(self) -> int | None:
+        return None if self.sequence_length is None else self.sequence_length * self.substeps
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "total_steps": self.total_steps}
+
+
+def recurrent_nodes(model: onnx.ModelProto) -> list[onnx.NodeProto]:
+    """The main graph's recurrence and control-flow nodes (Scan, Loop, RNN, LSTM, GRU, If, ...)."""
+    return [n for n in model.graph.node if n.op_type in RECURRENT_OPS
+            or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute)]
+
+
+def is_recurrent(model: onnx.ModelProto) -> bool:
+    return bool(recurrent_nodes(model))
+
+
+def _label(node: onnx.NodeProto) -> str:
+    return node.name or f"<unnamed {node.op_type}>"
+
+
+def _attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return oh.get_attribute_value(a)
+    return default
+
+
+def _float_rnn_reason(node: onnx.NodeProto) -> str:
+    acts = [a.decode() if isinstance(a, bytes) else a for a in (_attr(node, "activations") or [])]
+    if node.op_type == "RNN":
+        kind = f"activation {acts[0]}" if acts else "activation Tanh (the default)"
+        if acts and all(a.lower() == "relu" for a in acts):
+            return ("a float ReLU RNN: its hidden state is not quantized, so no BIF SNN reproduces it exactly "
+                    f"(and IF neurons do not convert recurrences); {HOW_TO_EXPORT}")
+        return f"RNN with {kind} has no spiking equivalent; only quantized ReLU RNNs convert: {HOW_TO_EXPORT}"
+    return (f"{node.op_type} is a gated recurrence (sigmoid/tanh gates multiplied with activations) with no "
+            f"spiking equivalent; only quantized ReLU RNNs convert: {HOW_TO_EXPORT}")
+
+
+def _outer_offenders(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    offenders = []
+    for node in model.graph.node:
+        op = node.op_type
+        if op == "Scan":
+            continue
+        if op in ("RNN", "LSTM", "GRU"):
+            offenders.append((_label(node), op, _float_rnn_reason(node)))
+        elif op == "Loop":
+            offenders.append((_label(node), op, "Loop is not supported: export the recurrence as a Scan over "
+                              "the sequence (hidden state as a Scan state, the sequence as a scan input)"))
+        elif any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            offenders.append((_label(node), op, f"{op} with a subgraph (control flow) is not supported; only a "
+                              "Scan over the sequence converts"))
+        elif node.domain not in ("", "ai.onnx") or op not in OUTER_OPS:
+            offenders.append((_label(node), op, f"{op} outside the recurrence: only the Scan's cell becomes "
+                              "spiking neurons, the layers outside it must be linear (readout, reshaping); "
+                              "move the activation into the cell or remove it"))
+    return offenders
+
+
+# -- the cell as a feed-forward model ---------------------------------------------------------
+
+def _dims(type_proto: onnx.TypeProto | None) -> list | None:
+    if type_proto is None or not type_proto.HasField("tensor_type") or \
+            not type_proto.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in type_proto.tensor_type.shape.dim]
+
+
+def _static_features(dims: list | None) -> bool:
+    return dims is not None and len(dims) >= 1 and all(isinstance(d, int) and d > 0 for d in dims[1:])
+
+
+def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    g = model.graph
+    types = {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)}
+    for init in g.initializer:
+        types.setdefault(init.name, oh.make_tensor_type_proto(init.data_type, list(init.dims)))
+    return types
+
+
+def _outer_constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    consts = {t.name: t for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            value = _attr(node, "value")
+            if isinstance(value, onnx.TensorProto):
+                t = onnx.TensorProto()
+                t.CopyFrom(value)
+                t.name = node.output[0]
+                consts[node.output[0]] = t
+    return consts
+
+
+def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offenders: list
+                ) -> tuple[onnx.ModelProto, int, list[str]] | None:
+    """(the Scan's body as a model, number of states M, unique output names); None on offenders."""
+    body: onnx.GraphProto = _attr(scan, "body")
+    scans = int(_attr(scan, "num_scan_inputs"))
+    states = len(body.input) - scans
+    axes = list(_attr(scan, "scan_input_axes") or [0] * scans)
+    where = f"in the body of Scan '{_label(scan)}'"
+    inputs = []
+    for i, vi in enumerate(body.input):
+        dims = _dims(vi.type)
+        if not _static_features(dims):
+            outer = _dims(types.get(scan.input[i]))
+            if outer is not None and i >= states:
+                outer = [d for k, d in enumerate(outer) if k != axes[i - states] % len(outer)]
+            dims = outer
+        if not _static_features(dims):
+            raise ConversionError(f"Scan '{_label(scan)}': body input '{vi.name}' has no known shape; BIF "
+                                  "conversion needs every dimension but the batch to be static (declare the "
+                                  "body's input shapes, e.g. [N, hidden])")
+        elem = vi.type.tensor_type.elem_type or onnx.TensorProto.FLOAT
+        inputs.append(oh.make_tensor_value_info(vi.name, elem, ["N" if not isinstance(dims[0], int) else dims[0]]
+                                                + dims[1:]))
+    produced = {o for n in body.node for o in n.output} | {i.name for i in body.input} | \
+        {t.name for t in body.initializer}
+    consts = _outer_constants(model)
+    captured, bad = {}, len(offenders)
+    for node in body.node:
+        for name in node.input:
+            if not name or name in produced or name in captured:
+                continue
+            if name in consts:
+                captured[name] = consts[name]
+            else:
+                offenders.append((_label(node), node.op_type, f"{where}: reads '{name}', which is computed "
+                                  "outside the Scan; pass it as a Scan state or scan input"))
+    if len(offenders) > bad:
+        return None
+    names = list(dict.fromkeys(o.name for o in body.output))
+    graph = oh.make_graph(list(body.node), f"{body.name or 'cell'}", inputs,
+                          [oh.make_empty_tensor_value_info(n) for n in names],
+                          list(body.initializer) + list(captured.values()))
+    cell = oh.make_model(graph, opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")])
+    cell.ir_version = model.ir_version
+    inferred = onnx.shape_inference.infer_shapes(cell, strict_mode=False)
+    out_types = _value_types(inferred)
+    del cell.graph.output[:]
+    for n in names:
+        dims = _dims(out_types.get(n))
+        if not _static_features(dims):
+            raise ConversionError(f"Scan '{_label(scan)}': the shape of body output '{n}' cannot be inferred; "
+                                  "declare the body's output shapes")
+        elem = out_types[n].tensor_type.elem_type
+        cell.graph.output.append(oh.make_tensor_value_info(n, elem, ["N" if not isinstance(dims[0], int)
+                                                                       else dims[0]] + dims[1:]))
+    return cell, states, names
+
+
+def _annotated(exc: UnsupportedOpError, scan: onnx.NodeProto) -> list[tuple[str, str, str]]:
+    return [(name, op, f"in the body of Scan '{_label(scan)}': {reason}") for name, op, reason in exc.offenders]
+
+
+# -- the converted body and the rewired Scan --------------------------------------------------
+
+class _Names:
+    def __init__(self, used):
+        self.used = set(used)
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used:
+            name, k = f"{base}_{k}", k + 1
+        self.used.add(name)
+        return name
+
+
+def _all_names(graph: onnx.GraphProto, recursive: bool = True) -> set[str]:
+    names = {vi.name for vi in list(graph.input) + list(graph.output)} | {t.name for t in graph.initializer}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+        names.add(node.name)
+        for a in node.attribute:
+            if recursive and a.type == onnx.AttributeProto.GRAPH:
+                names |= _all_names(a.g)
+    return names - {""}
+
+
+def _rename_internal(graph: onnx.GraphProto, keep: set[str], taken: set[str], prefix: str,
+                     names: _Names) -> None:
+    """Give every tensor/node name of ``graph`` that collides with ``taken`` (and is not in ``keep``) a
+    fresh prefixed name from ``names``: a subgraph must not redefine a name of its outer scope."""
+    mapping = {}
+    for node in graph.node:
+        for o in node.output:
+            if o and o in taken and o not in keep:
+                mapping[o] = names.fresh(prefix + o)
+        if node.name in taken:
+            node.name = names.fresh(prefix + node.name)
+    for t in graph.initializer:
+        if t.name in taken and t.name not in keep:
+            mapping[t.name] = names.fresh(prefix + t.name)
+            t.name = mapping[t.name]
+    for node in graph.node:
+        node.input[:] = [mapping.get(i, i) for i in node.input]
+        node.output[:] = [mapping.get(o, o) for o in node.output]
+
+
+def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tuple[list, list] | None:
+    """(nodes after the Scan, its final-state outputs they read) when every graph output is computed
+    from final states of ``scan`` by row-wise ops; else None (no running output)."""
+    consts = set(_outer_constants(model))
+    finals = [o for o in scan.output[:states] if o]
+    known = set(finals)
+    post = []
+    for node in model.graph.node:
+        if any(i in known for i in node.input):
+            if node.op_type not in ROW_OPS or any(i and i not in known and i not in consts for i in node.input):
+                return None
+            if node.op_type == "Gemm" and _attr(node, "transA", 0):
+                return None
+            if node.op_type in ("Softmax", "LogSoftmax", "Flatten") and _attr(node, "axis", 1) in (0,):
+                return None
+            post.append(node)
+            known.update(node.output)
+    outs = [o.name for o in model.graph.output]
+    if not outs or not all(o in known for o in outs):
+        return None
+    used = [f for f in finals if any(f in n.input for n in post) or f in outs]
+    return post, used
+
+
+def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertConfig, types: dict,
+                  offenders: list) -> tuple[onnx.GraphProto, dict, Recurrence, dict] | None:
+    from ..pipeline import activation_names, prepare
+
+    made = _cell_model(model, scan, types, offenders)
+    if made is None:
+        return None
+    cell, states, outputs = made
+    try:
+        ann = prepare(cell)
+        snn, thresholds, needed = bif.build_bif_snn(ann, config, cell)
+        snn = count_readout(snn)
+    except UnsupportedOpError as exc:
+        offenders.extend(_annotated(exc, scan))
+        return None
+    neurons = len(activation_names(ann))
+    body_in = _attr(scan, "body").input
+    seq = None
+    scans = int(_attr(scan, "num_scan_inputs"))
+    axes = list(_attr(scan, "scan_input_axes") or [0] * scans)
+    if scans:
+        dims = _dims(types.get(scan.input[states]))
+        seq = dims[axes[0] % len(dims)] if dims else None
+        seq = seq if isinstance(seq, int) else None
+    info = Recurrence(_label(scan), config.timesteps, needed, seq, neurons)
+    running = {o.name.removesuffix(RUNNING_SUFFIX): o for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)}
+    return snn.graph, running, info, {"states": states, "outputs": outputs, "body_inputs": [i.name for i in body_in],
+                                     "thresholds": thresholds, "quantizers": _quantizers(ann)}
+
+
+def count_readout(snn: onnx.ModelProto) -> onnx.ModelProto:
+    """Sum spike *counts* for every output that is a BIFNeuron's summed spikes, then scale by θ once.
+
+    The readout of a BIF graph sums the spikes ±θ over the steps in float32, which rounds
+    differently from the quantizer's γ·q (θ + θ + θ ≠ fl(3θ) in general): harmless for one
+    network, but a recurrence feeds the hidden state back 784 times, and a last-bit difference
+    can move a later pre-activation across a level boundary. Here the readout sums
+    y_t/θ ∈ {−1, 0, 1} (exact small integers) and multiplies the count q by θ: fl(q·θ), which is
+    bit-identical to the quantizer's fl(fl(q/L)·λ) when L is a power of two (θ = λ/L exactly),
+    and to a chain that multiplies q by γ. Outputs of other producers are left as they are.
+    Same values in real arithmetic; the pattern matched is the one ReadoutPass writes
+    (BIFNeuron → Reshape → MatMul → Reshape → Gather).
+    """
+    import onnx_graphsurgeon as gs
+
+    from ..core.graph import NameScope, export_graph, import_model, producer
+
+    graph = import_model(snn)
+    names = NameScope(graph)
+    for out in list(graph.outputs):
+        gather = producer(out)
+        unflatten = producer(gather.inputs[0]) if gather is not None and gather.op == "Gather" else None
+        matmul = producer(unflatten.inputs[0]) if unflatten is not None and unflatten.op == "Reshape" else None
+        flat = producer(matmul.inputs[1]) if matmul is not None and matmul.op == "MatMul" else None
+        neuron = producer(flat.inputs[0]) if flat is not None and flat.op == "Reshape" else None
+        if neuron is None or neuron.op != "BIFNeuron" or not isinstance(neuron.inputs[1], gs.Constant):
+            continue
+        theta, spikes = neuron.inputs[1], flat.inputs[0]
+        if theta.values.size > 1 and (spikes.shape is None or len(spikes.shape) != 2):
+            continue  # a per-channel θ would not broadcast along axis 1 of a rank > 2 tensor
+        counts = gs.Variable(names.fresh(spikes.name + "_counts"), dtype=np.float32)
+        running, running_counts = unflatten.outputs[0], gs.Variable(names.fresh(out.name + "_running_counts"),
+                                                                      dtype=np.float32)
+        unflatten.outputs[0] = running_counts
+        flat.inputs[0] = counts
+        graph.nodes += [gs.Node("Div", names.fresh(spikes.name + "/count"), inputs=[spikes, theta], outputs=[counts]),
+                        gs.Node("Mul", names.fresh(out.name + "/count_times_threshold"),
+                                inputs=[running_counts, theta], outputs=[running])]
+    return export_graph(graph, like=snn)
+
+
+def _quantizers(ann: onnx.ModelProto) -> dict:
+    from ..passes.quantizers import quantizers_from_metadata
+    return {k: q.as_dict() for k, q in quantizers_from_metadata(ann).items()}
+
+
+def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
+                            ) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[Recurrence], list[str], dict]:
+    """(SNN, θ per neuron keyed '<scan>/<tensor>', one Recurrence per Scan, running outputs,
+    quantizers per Scan) for a model whose recurrences are Scans with quantized cells."""
+    if config.neuron is Neuron.IF:
+        raise ConfigError("IF neurons do not convert recurrences (their rate-coded hidden state would be "
+                          "approximate at every element); use --neuron bif (or auto) with a quantized RNN")
+    offenders = _outer_offenders(model)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    types = _value_types(inferred)
+    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    converted = {}
+    for scan in scans:
+        done = _convert_scan(model, scan, config, types, offenders)
+        if done is not None:
+            converted[id(scan)] = done
+    if offenders:
+        raise UnsupportedOpError(offenders)
+
+    snn = onnx.ModelProto()
+    snn.CopyFrom(model)
+    del snn.graph.node[:]
+    scope = _all_names(model.graph, recursive=False)  # what a body must not redefine
+    outer = _Names(_all_names(model.graph).union(*(_all_names(c[0]) for c in converted.values())))
+    T = config.timesteps
+    tracked = None  # (scan, post nodes, finals used) for the running output
+    for scan in reversed(scans):
+        found = _post_nodes(model, scan, converted[id(scan)][3]["states"])
+        if found is not None:
+            tracked = (scan, *found)
+            break
+    thresholds, recurrences, quantizers = {}, [], {}
+    extra_nodes, running_outputs = [], []
+    for node in model.graph.node:
+        if node.op_type != "Scan":
+            snn.graph.node.append(node)
+            continue
+        body, running, info, meta = converted[id(node)]
+        recurrences.append(info)
+        quantizers[info.node] = meta["quantizers"]
+        thresholds.update({f"{info.node}/{k}": v for k, v in meta["thresholds"].items()})
+        states = meta["states"]
+        body_outputs = list(_attr(node, "body").output)
+        new_body = onnx.GraphProto()
+        new_body.name = (_attr(node, "body").name or "cell") + "_bif_snn"
+        new_body.node.extend(body.node)
+        new_body.initializer.extend(body.initializer)
+        inputs = {vi.name: vi for vi in body.input}
+        outs = {vi.name: vi for vi in body.output}
+        track = []
+        if tracked is not None and tracked[0] is node:
+            track = [j for j in range(states) if node.output[j] in tracked[2]]
+            if not all(body_outputs[j].name in running for j in track):
+                track = []  # a form whose cell SNN has no running output: the final outputs only
+        r_in = [outer.fresh(f"{meta['body_inputs'][j]}_running_prev") for j in track]
+        ins = [inputs[n] for n in meta["body_inputs"]]
+        new_body.input.extend(ins[:states])
+        for j, name in zip(track, r_in):
+            dims = _dims(outs[body_outputs[j].name].type)
+            new_body.input.append(oh.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [T] + dims))
+        new_body.input.extend(ins[states:])
+        new_body.output.extend(outs[o.name] for o in body_outputs[:states])
+        new_body.output.extend(running[body_outputs[j].name] for j in track)
+        new_body.output.extend(outs[o.name] for o in body_outputs[states:])
+        keep = {vi.name for vi in list(new_body.input) + list(new_body.output)}
+        _rename_internal(new_body, keep, scope - keep, f"{info.node}/", outer)
+        new_scan = onnx.NodeProto()
+        new_scan.CopyFrom(node)
+        for a in new_scan.attribute:
+            if a.name == "body":
+                a.g.CopyFrom(new_body)
+        r0, r_final = [], []
+        for j in track:
+            init = node.input[j]
+            shape, r_shape, zeros = (outer.fresh(f"{init}_{s}") for s in ("shape", "running_shape", "running_zero"))
+            steps = outer.fresh(f"{info.node}_substeps")
+            snn.graph.initializer.append(numpy_helper.from_array(np.array([T], np.int64), steps))
+            snn.graph.node.extend([
+                oh.make_node("Shape", [init], [shape], name=outer.fresh(f"{info.node}/running/shape")),
+                oh.make_node("Concat", [steps, shape], [r_shape], name=outer.fresh(f"{info.node}/running/r_shape"),
+                             axis=0),
+                oh.make_node("ConstantOfShape", [r_shape], [zeros], name=outer.fresh(f"{info.node}/running/zeros"),
+                             value=numpy_helper.from_array(np.zeros(1, np.float32), "zero"))])
+            r0.append(zeros)
+            r_final.append(outer.fresh(f"{node.output[j]}_running_sums"))
+        new_scan.input[:] = list(node.input[:states]) + r0 + list(node.input[states:])
+        new_scan.output[:] = list(node.output[:states]) + r_final + list(node.output[states:])
+        snn.graph.node.append(new_scan)
+        if track:
+            extra_nodes, running_outputs = _running_readout(model, node, tracked[1], track, r_final, T, outer)
+    snn.graph.node.extend(extra_nodes)
+    snn.graph.output.extend(running_outputs)
+    del snn.opset_import[:]
+    snn.opset_import.extend([o for o in model.opset_import if o.domain != SNN_DOMAIN]
+                            + [oh.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION)])
+    del snn.metadata_props[:]
+    return snn, thresholds, recurrences, [o.name for o in running_outputs], quantizers
+
+
+def _running_readout(model, scan, post, track, r_final, T, names: _Names):
+    """The post-Scan layers applied to the running sums of the last element ([T_s·N, ...] rows)."""
+    nodes, rename = [], {}
+    two, big, minus = (names.fresh(f"running_{s}") for s in ("two", "end", "minus_one"))
+    for name, value in ((two, 2), (big, np.iinfo(np.int64).max), (minus, -1)):
+        nodes.append(oh.make_node("Constant", [], [name], name=names.fresh(name),
+                                  value=numpy_helper.from_array(np.array([value], np.int64))))
+    for j, r in zip(track, r_final):  # [T_s, N, ...] → [T_s·N, ...]
+        final = scan.output[j]
+        shape, feat, target, folded = (names.fresh(f"{final}_running_{s}") for s in ("shape", "features",
+                                                                                      "fold_shape", "folded"))
+        nodes += [oh.make_node("Shape", [r], [shape], name=names.fresh(f"{final}/running/shape")),
+                  oh.make_node("Slice", [shape, two, big], [feat], name=names.fresh(f"{final}/running/features")),
+                  oh.make_node("Concat", [minus, feat], [target], axis=0,
+                               name=names.fresh(f"{final}/running/fold_shape")),
+                  oh.make_node("Reshape", [r, target], [folded], name=names.fresh(f"{final}/running/fold"))]
+        rename[final] = folded
+    for node in post:
+        clone = onnx.NodeProto()
+        clone.CopyFrom(node)
+        clone.name = names.fresh((node.name or node.op_type) + RUNNING_SUFFIX)
+        clone.input[:] = [rename.get(i, i) for i in node.input]
+        for k, o in enumerate(node.output):
+            rename[o] = names.fresh(o + "_running_rows")
+            clone.output[k] = rename[o]
+        nodes.append(clone)
+    outputs = []
+    for out in model.graph.output:
+        dims = _dims(out.type) or []
+        if not _static_features(dims):
+            return [], []
+        name = names.fresh(out.name + RUNNING_SUFFIX)
+        shape = names.fresh(out.name + "_running_shape")
+        nodes += [oh.make_node("Constant", [], [shape], name=names.fresh(shape), value=numpy_helper.from_array(
+                      np.array([T, -1] + dims[1:], np.int64))),
+                  oh.make_node("Reshape", [rename[out.name], shape], [name],
+                               name=names.fresh(out.name + "/running/unfold"))]
+        outputs.append(oh.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [T, dims[0]] + dims[1:]))
+    return nodes, outputs
+
+
+def recurrent_metadata(recurrences: list[Recurrence], quantizers: dict) -> dict[str, str]:
+    needed = max(r.exact_substeps for r in recurrences)
+    return {bif.META_EXACT: str(needed), "onnx2snn.neuron": "bif", "onnx2snn.readout": "sum",
+            META_RECURRENT: json.dumps([r.as_dict() for r in recurrences]),
+            "onnx2snn.quantizers": json.dumps(quantizers, sort_keys=True)}

@@ -1,0 +1,129 @@
+"""Memory estimate of a run, and the batch size that keeps it under a limit.
+
+A run's memory is about linear in the batch size B:
+
+    peak(B) ≈ weights + B · (bytes of every tensor the graph computes for one sample)
+
+A folded SNN run by :func:`onnx2snn.InferenceSession` splits the batch into runs of
+``chunk`` samples (:mod:`onnx2snn.chunking`): only one chunk's tensors are alive, but
+the inputs and outputs of the whole batch are (the outputs twice while the chunks'
+outputs are concatenated), so for B > chunk
+
+    peak(B) ≈ weights + chunk · per_sample + 2 · B · (input and output bytes per sample)
+
+The per-sample bytes come from ONNX shape inference on a copy of the model with
+batch 1 (the onnx2snn ops keep their input's shape, :func:`tensor_shapes`); for
+the folded SNN they include its T steps (every tensor after the time Tile has
+T rows per sample). Summing every tensor ignores onnxruntime's buffer reuse, so
+the estimate is an upper bound of the planned memory, with room for the
+arena's rounding (``benchmarks/memory_check.py`` measures peak RSS against it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import onnx
+
+from ..errors import ConfigError
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+DEFAULT_MAX_MEMORY = 4 * 1024**3
+AUTO_BATCH_CAP = 256  # beyond this, a larger batch gains onnxruntime on CPU little
+
+
+def parse_size(text: str) -> int:
+    """``4GiB``, ``512MiB``, ``2G``, ``1000000`` → bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ConfigError(f"memory size '{text}' is not understood; write e.g. 4GiB, 512MiB or 2GB")
+    value = int(float(match.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise ConfigError(f"memory size '{text}' must be positive")
+    return value
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    fixed: int        # weights (initializers), once per session
+    per_sample: int   # every computed tensor, for one sample (all T steps of the folded SNN)
+    largest: int = 0  # the largest single computed tensor, for one sample
+    io_per_sample: int = 0  # graph inputs and outputs, for one sample (part of per_sample)
+    chunk: int = 0    # samples per run when the batch is run in chunks (0: one run)
+
+    def peak(self, batch: int) -> int:
+        if self.chunk <= 0 or batch <= self.chunk:
+            return self.fixed + batch * self.per_sample
+        return self.fixed + self.chunk * self.per_sample + 2 * batch * self.io_per_sample
+
+    def chunked(self, chunk: int) -> "MemoryEstimate":
+        """This estimate for runs split into chunks of ``chunk`` samples (0: not split)."""
+        return replace(self, chunk=chunk)
+
+
+def estimate(model: onnx.ModelProto) -> MemoryEstimate:
+    """Weights and per-sample activation bytes of one run of ``model``."""
+    from ..data import model_inputs
+    from ..core.graph import import_model
+    from ..core.shapes import tensor_shapes
+
+    graph = import_model(model)
+    specs = {s.name: s for s in model_inputs(model)}
+    fixed_batch = 1
+    for x in graph.inputs:
+        if x.name in specs and x.shape:
+            if isinstance(x.shape[0], int) and x.shape[0] > 0:
+                fixed_batch = x.shape[0]
+            x.shape = [fixed_batch if k == 0 else d for k, d in enumerate(x.shape)]
+    shapes = tensor_shapes(graph)
+    weights = sum(int(np.asarray(t.values).nbytes) for t in graph.tensors().values()
+                  if hasattr(t, "values"))
+    computed = {t.name for n in graph.nodes for t in n.outputs} | {t.name for t in graph.inputs}
+    io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+    per_run = largest = io_run = 0
+    for name in computed:
+        tensor = graph.tensors().get(name)
+        dtype = np.dtype(tensor.dtype) if tensor is not None and tensor.dtype is not None else np.dtype(np.float32)
+        dims = shapes.get(name)
+        if dims is None or not all(isinstance(d, int) for d in dims):
+            continue  # unknown: shape arithmetic and scalars, negligible next to activations
+        nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        per_run += nbytes
+        largest = max(largest, nbytes)
+        io_run += nbytes if name in io else 0
+    return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch), -(-io_run // fixed_batch))
+
+
+def evaluation_estimates(ann: onnx.ModelProto, snn: onnx.ModelProto) -> list[MemoryEstimate]:
+    """The estimates of the two sessions :func:`onnx2snn.evaluate` runs, the SNN's with
+    the chunk its :func:`onnx2snn.InferenceSession` (default options) runs it in."""
+    from .chunking import chunk_samples, default_chunk_bytes
+
+    snn_estimate = estimate(snn)
+    chunk = chunk_samples(snn, default_chunk_bytes(None), snn_estimate.largest)
+    return [estimate(ann), snn_estimate.chunked(chunk)]
+
+
+def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
+                     samples: int) -> tuple[int, int]:
+    """(batch, its summed peak estimate): the largest batch ≤ ``requested`` (default:
+    min(samples, AUTO_BATCH_CAP)) whose summed estimate stays ≤ ``limit``; at least 1."""
+    def peak(batch: int) -> int:
+        return sum(e.peak(batch) for e in estimates)
+
+    lo, hi = 1, max(1, requested or min(samples, AUTO_BATCH_CAP))
+    while lo < hi:  # peak grows with the batch: the largest that fits, by bisection
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if peak(mid) <= limit else (lo, mid - 1)
+    return lo, peak(lo)

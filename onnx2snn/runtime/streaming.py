@@ -1,0 +1,94 @@
+"""Running a streaming-form SNN: one onnxruntime run per time step, state carried by the caller.
+
+A model converted with ``form=streaming`` (:mod:`onnx2snn.graph.streaming`)
+lists its state in its metadata::
+
+    onnx2snn.form           "streaming"
+    onnx2snn.state_inputs   JSON list of the state input names
+    onnx2snn.state_outputs  JSON list of the matching outputs (state after the step)
+    onnx2snn.state_init     JSON {state input: {"shape": [...], "values": [...]}} for the
+                            states that do not start at 0 (membrane potentials with v_init)
+
+The model has no custom op: a plain ``onnxruntime.InferenceSession`` runs it.
+:class:`StreamingSession` feeds the state back step after step.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..errors import ConversionError
+
+META_FORM = "onnx2snn.form"
+META_STATE_INPUTS = "onnx2snn.state_inputs"
+META_STATE_OUTPUTS = "onnx2snn.state_outputs"
+META_STATE_INIT = "onnx2snn.state_init"
+
+
+def streaming_metadata(result) -> dict[str, str]:
+    """Metadata entries describing the state of a :class:`StreamingResult`."""
+    init = {name: {"shape": list(v.shape), "values": [float(a) for a in np.asarray(v, np.float32).reshape(-1)]}
+            for name, v in result.initial_values.items()}
+    return {META_STATE_INPUTS: json.dumps(result.state_inputs),
+            META_STATE_OUTPUTS: json.dumps(result.state_outputs),
+            META_STATE_INIT: json.dumps(init)}
+
+
+class StreamingSession:
+    """An onnxruntime session of a streaming SNN that steps through time.
+
+    >>> s = StreamingSession("snn_streaming.onnx")
+    >>> per_step = s.run({"input": x}, timesteps=32)   # {output name: [T, N, ...]}
+    """
+
+    def __init__(self, model, sess_options: ort.SessionOptions | None = None, providers=None):
+        if isinstance(model, onnx.ModelProto):
+            proto, source = model, model.SerializeToString()
+        elif isinstance(model, bytes):
+            proto, source = onnx.load_from_string(model), model
+        else:  # a path: read the metadata only, let onnxruntime load the weights
+            proto, source = onnx.load(str(model), load_external_data=False), str(model)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if meta.get(META_FORM) != "streaming":
+            raise ConversionError("the model is not a streaming-form SNN (metadata onnx2snn.form is "
+                                  f"{meta.get(META_FORM)!r}); convert it with --form streaming")
+        self.session = ort.InferenceSession(source, sess_options, providers=providers or ["CPUExecutionProvider"])
+        self.state_inputs = json.loads(meta[META_STATE_INPUTS])
+        self.state_outputs = json.loads(meta[META_STATE_OUTPUTS])
+        self.timesteps = int(meta.get("onnx2snn.timesteps", "1"))
+        init = json.loads(meta.get(META_STATE_INIT, "{}"))
+        self._init = {k: np.asarray(v["values"], np.float32).reshape(v["shape"]) for k, v in init.items()}
+        self._shapes = {i.name: i.shape for i in self.session.get_inputs()}
+        states = set(self.state_outputs)
+        self.outputs = [o.name for o in self.session.get_outputs() if o.name not in states]
+
+    def initial_state(self, batch: int) -> dict[str, np.ndarray]:
+        """The state before the first step, for ``batch`` samples."""
+        state = {}
+        for name in self.state_inputs:
+            dims = self._shapes[name]
+            shape = [batch if k == 0 else int(d) for k, d in enumerate(dims)]
+            value = self._init.get(name)
+            state[name] = (np.zeros(shape, np.float32) if value is None
+                           else np.ascontiguousarray(np.broadcast_to(value, shape), np.float32))
+        return state
+
+    def step(self, feeds: dict[str, np.ndarray], state: dict[str, np.ndarray]):
+        """One time step: (outputs by name, the next state)."""
+        values = self.session.run(self.outputs + self.state_outputs, {**feeds, **state})
+        outs = dict(zip(self.outputs, values[:len(self.outputs)]))
+        return outs, dict(zip(self.state_inputs, values[len(self.outputs):]))
+
+    def run(self, feeds: dict[str, np.ndarray], timesteps: int | None = None) -> dict[str, np.ndarray]:
+        """``timesteps`` steps (default: the T it was converted for) from the initial state;
+        every output stacked over the steps, ``[T, N, ...]``."""
+        batch = next(iter(feeds.values())).shape[0]
+        state = self.initial_state(batch)
+        steps = []
+        for _ in range(timesteps or self.timesteps):
+            outs, state = self.step(feeds, state)
+            steps.append(outs)
+        return {name: np.stack([s[name] for s in steps]) for name in self.outputs}
