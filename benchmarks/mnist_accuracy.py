@@ -27,7 +27,9 @@ import onnx2snn
 from onnx2snn.calibration import balance_thresholds, collect_statistics
 from onnx2snn.config import ThresholdSpec
 from onnx2snn.data import ArrayDataReader
-from onnx2snn.pipeline import activation_names, build_snn, calibration_feeds, prepare
+from onnx2snn.data import calibration_feeds
+from onnx2snn.passes.activations import activation_names
+from onnx2snn.pipeline import build_snn, prepare
 from onnx2snn.runtime.session import InferenceSession
 from onnx2snn.runtime.evaluate import running_output_name
 

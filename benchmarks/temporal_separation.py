@@ -41,8 +41,11 @@ from onnx2snn.config import ConvertConfig, Neuron, ThresholdSpec  # noqa: E402
 from onnx2snn.data import ArrayDataReader  # noqa: E402
 from onnx2snn.core.graph import export_graph, import_model  # noqa: E402
 from onnx2snn.neurons.temporal_separation.quantize import QuantizeActivationsPass  # noqa: E402
-from onnx2snn.pipeline import activation_names, build_snn, calibration_feeds, half_potentials, prepare  # noqa: E402
-from onnx2snn.neurons.temporal_separation.exactness import META_LATENCY  # noqa: E402
+from onnx2snn.calibration.thresholds import half_potentials  # noqa: E402
+from onnx2snn.data import calibration_feeds  # noqa: E402
+from onnx2snn.metadata import LATENCY as META_LATENCY  # noqa: E402
+from onnx2snn.passes.activations import activation_names  # noqa: E402
+from onnx2snn.pipeline import build_snn, prepare  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MSE = ThresholdSpec.parse("mse")

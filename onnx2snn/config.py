@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from . import methods
 from .errors import ConfigError
 
 
@@ -128,23 +129,9 @@ class ConvertConfig:
         except ValueError:
             raise ConfigError(f"neuron must be one of {', '.join(n.value for n in Neuron)}, "
                               f"got {self.neuron!r}") from None
-        if self.neuron is Neuron.TSEP:
-            self._check_tsep()
-
-    def _check_tsep(self) -> None:
-        """Temporal separation needs a layer's whole input before it fires (see onnx2snn/tsep.py)."""
-        if self.form is Form.STREAMING:
-            raise ConfigError("--form streaming cannot run --neuron tsep: a TSNeuron fires only after it has "
-                              "integrated all T steps of its input, so one step per run has nothing to emit; "
-                              "use --form folded or --form portable")
-        if self.calibrate:
-            raise ConfigError("--calibrate (layer-wise bias/potential/weight calibration) is not available with "
-                              "--neuron tsep: it corrects the rate-coding error of IF neurons, and a TSNeuron has "
-                              "none (each layer is exactly the T-level quantised ReLU); drop --calibrate and "
-                              "tune the quantiser with --threshold mse --v-init half")
-        if self.reset is not Reset.SUBTRACT:
-            raise ConfigError("--reset does not apply to --neuron tsep (a TSNeuron fires once per phase and "
-                              "never resets); leave it at its default")
+        flags_method = methods.method_of_flags(self)
+        if flags_method is not None:
+            methods.check(flags_method, self)
 
     @staticmethod
     def parse_calibrate(text: str) -> tuple[Calibration, ...]:

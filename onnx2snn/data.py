@@ -16,7 +16,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import onnx
 
-from .errors import DataError
+from .errors import CalibrationError, DataError
 
 _ONNX_TO_NP = {1: np.float32, 10: np.float16, 11: np.float64}
 
@@ -155,3 +155,18 @@ class ArrayDataReader:
 
     def __len__(self) -> int:
         return self.num_batches
+
+
+def calibration_feeds(data, ann: onnx.ModelProto) -> dict[str, np.ndarray]:
+    """Calibration arrays keyed by input name, from an .npz path, a dict of arrays,
+    or a data reader (``get_next()``), which is read to its end once."""
+    specs = model_inputs(ann)
+    if hasattr(data, "get_next"):
+        batches = []
+        while (feed := data.get_next()) is not None:
+            batches.append(feed)
+        if not batches:
+            raise CalibrationError("the calibration data reader gave no batch; give at least one sample")
+        data = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    arrays = load_npz(data, "calibration data") if not isinstance(data, Mapping) else dict(data)
+    return match_inputs(arrays, specs, what="calibration data")

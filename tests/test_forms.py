@@ -16,7 +16,8 @@ import onnx2snn
 from conftest import MODELS, make_model, rng_array
 from onnx2snn.config import Form
 from onnx2snn.errors import ConfigError, ConversionError
-from onnx2snn.pipeline import activation_names, build_snn, prepare
+from onnx2snn.passes.activations import activation_names
+from onnx2snn.pipeline import build_snn, prepare
 from onnx2snn.runtime.streaming import StreamingSession
 
 

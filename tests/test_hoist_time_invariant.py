@@ -12,7 +12,8 @@ from onnx2snn.snn.hoist_time_invariant import HoistTimeInvariantPass
 from onnx2snn.snn.readout import ReadoutPass
 from onnx2snn.snn.spike import SpikeActivationsPass
 from onnx2snn.core.graph import export_graph, import_model
-from onnx2snn.pipeline import activation_names, prepare
+from onnx2snn.passes.activations import activation_names
+from onnx2snn.pipeline import prepare
 
 T = 5
 

@@ -54,7 +54,7 @@ def test_batch_for_memory():
 
 def test_chunked_snn_estimate_bounds_its_runs(mnist):
     from onnx2snn.runtime.chunking import chunk_samples, default_chunk_bytes
-    from onnx2snn.runtime.memory import evaluation_estimates
+    from onnx2snn.runtime.evaluate import evaluation_estimates
     model, x, _ = mnist
     result = onnx2snn.convert(model, {"input": x[:16]}, onnx2snn.ConvertConfig(timesteps=8))
     ann, snn = evaluation_estimates(result.ann, result.model)

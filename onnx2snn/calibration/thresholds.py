@@ -73,3 +73,8 @@ def finalize(value, channel_wise: bool) -> np.ndarray:
     layer = float(value.max()) if value.size and value.max() > 0 else 1.0
     value = np.where(value > 0, value, layer)
     return (value if channel_wise else np.asarray(value[0])).astype(np.float32)
+
+
+def half_potentials(thresholds: Mapping[str, np.ndarray], ranks: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """v_init = θ/2 for every neuron, shaped to broadcast over one sample [C, ...]."""
+    return {n: (t / 2).reshape([-1] + [1] * (ranks[n] - 2)) if t.ndim else t / 2 for n, t in thresholds.items()}

@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _convert(args) -> int:
     from ..io import check_output_path, load_model, save_model
-    from ..pipeline import convert, neuron_op
-    from ..neurons.temporal_separation.exactness import META_DEPTH, META_LATENCY
+    from .. import metadata
+    from ..pipeline import convert
 
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
     given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
@@ -142,14 +142,14 @@ def _convert(args) -> int:
               f"equal to the quantized ANN from t={result.exact_timesteps}, {time.perf_counter() - start:.1f}s")
         return 0
     neurons = len(result.thresholds)  # one per ReLU; not every form has neuron nodes
-    op = neuron_op(config.neuron)
+    op = result.neuron_op
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} {op} layer(s), T={config.timesteps}, threshold {config.threshold}"
           f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
           f"{config.form.value} form, {time.perf_counter() - start:.1f}s")
-    meta = {p.key: p.value for p in result.model.metadata_props}
-    if META_LATENCY in meta:
-        print(f"latency: first output after {meta[META_LATENCY]} steps ((D+1)·T, D = {meta[META_DEPTH]} "
+    meta = metadata.read(result.model)
+    if meta.latency_steps is not None:
+        print(f"latency: first output after {meta.latency_steps} steps ((D+1)·T, D = {meta.spiking_depth} "
               f"spiking layers on the longest path), then one image per {config.timesteps} steps when pipelined")
     if args.report:
         print_layer_report(result.layer_reports)

@@ -6,9 +6,10 @@ nodes the spiking lowering replaces; nothing here edits a graph.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnx_graphsurgeon as gs
 
-from ..core.graph import constant_value, is_empty
+from ..core.graph import constant_value, import_model, is_empty
 
 RELU_LIKE = ("Relu", "Clip")
 
@@ -48,3 +49,8 @@ def activation_nodes(graph: gs.Graph) -> list[gs.Node]:
     graph.toposort()
     return [n for n in graph.nodes if n.op in ("Relu", "Clip") and relu_cap(n)[0]]
 
+
+
+def activation_names(ann: onnx.ModelProto) -> list[str]:
+    """Output tensor names of the ReLU-like nodes (the future neurons), in network order."""
+    return [n.outputs[0].name for n in activation_nodes(import_model(ann))]

@@ -55,10 +55,10 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from .. import metadata
 from ..errors import UnsupportedOpError
 from ..core.graph import SNN_DOMAIN, NameScope, PassResult, constant_value, is_empty, is_graph_output, node_label
 
-META_QUANTIZERS = "onnx2snn.quantizers"
 CHAIN_OPS = ("Mul", "Div", "Add", "Sub", "Clip", "Relu")
 ROUNDING_OPS = ("Floor", "Round")
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
@@ -100,10 +100,8 @@ def quantizers_to_json(quantizers: dict[str, Quantizer]) -> str:
 
 def quantizers_from_metadata(model) -> dict[str, Quantizer]:
     """The quantizer table a prepared (canonical) model carries in its metadata ({} if none)."""
-    for p in model.metadata_props:
-        if p.key == META_QUANTIZERS:
-            return {k: Quantizer.from_dict(v) for k, v in json.loads(p.value).items()}
-    return {}
+    text = metadata.quantizers_json(model)
+    return {} if text is None else {k: Quantizer.from_dict(v) for k, v in json.loads(text).items()}
 
 
 class _NoMatch(Exception):

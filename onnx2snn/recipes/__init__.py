@@ -1,1 +1,45 @@
-"""Conversion recipes: one module per method, each with the same small interface (see base.py)."""
+"""Conversion recipes: one module per method, each with the interface of :class:`base.Recipe`.
+
+:func:`select` picks the recipe for a model and a config (the method table is
+:mod:`onnx2snn.methods`):
+
+    a Scan (recurrence) in the graph          → recurrent.RecurrentRecipe
+    --neuron tsep                             → rate.TemporalRecipe
+    quantized activations, bif or auto        → quantized.QuantizedRecipe
+    --neuron bif on a float ANN               → rate.BipolarRecipe
+    otherwise                                 → rate.RateRecipe
+"""
+from __future__ import annotations
+
+import onnx
+
+from ..config import ConvertConfig, Neuron
+from ..passes.activations import activation_names
+from ..passes.canonicalize import canonicalize
+from ..passes.quantizers import quantizers_from_metadata
+from .base import Built, ConversionResult, Parameters, Recipe
+from .quantized import QuantizedRecipe, has_quantized_activations
+from .rate import BipolarRecipe, RateRecipe, TemporalRecipe
+from .recurrent import RecurrentRecipe, is_recurrent
+
+__all__ = ["Built", "ConversionResult", "Parameters", "Recipe", "QuantizedRecipe", "BipolarRecipe", "RateRecipe",
+           "TemporalRecipe", "RecurrentRecipe", "select", "float_recipe"]
+
+
+def float_recipe(config: ConvertConfig) -> Recipe:
+    """The recipe of a float (calibrated) conversion with ``config.neuron``."""
+    return {Neuron.BIF: BipolarRecipe, Neuron.TSEP: TemporalRecipe}.get(config.neuron, RateRecipe)()
+
+
+def select(model: onnx.ModelProto, config: ConvertConfig) -> tuple[Recipe, onnx.ModelProto]:
+    """(the recipe for ``model`` and ``config``, its prepared ANN)."""
+    if is_recurrent(model):
+        recipe = RecurrentRecipe()
+        return recipe, recipe.prepare(model, config)
+    if config.neuron is Neuron.TSEP:
+        recipe = TemporalRecipe()
+        return recipe, recipe.prepare(model, config)
+    ann = canonicalize(model)
+    quantized = (config.neuron is Neuron.BIF and quantizers_from_metadata(ann)) or \
+        (config.neuron is Neuron.AUTO and has_quantized_activations(ann, activation_names(ann)))
+    return (QuantizedRecipe() if quantized else float_recipe(config)), ann

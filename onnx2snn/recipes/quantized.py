@@ -29,14 +29,14 @@ the same session options. The per-step spikes are k_t − k_{t−1}.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 import onnx
 
+from .. import metadata, methods
 from ..config import ConvertConfig, Form
-from ..errors import ConfigError, ConversionError
+from ..errors import ConversionError
 from ..snn.time_axis import AddTimeAxisPass
 from ..passes.fold_constants import FoldConstantsPass
 from ..snn.readout import ReadoutPass
@@ -45,11 +45,9 @@ from ..core.graph import export_graph, import_model
 from ..passes.quantizers import DetectQuantizedActivationsPass, quantizers_from_metadata
 from ..snn.s_analog import SAnalogEncodingPass, constant_terms
 from ..neurons.bipolar.lowering import SpikeQuantizedPass, bif_parameters, exact_timesteps
+from .base import Built, Parameters, Recipe
 
 log = logging.getLogger(__name__)
-
-META_EXACT = "onnx2snn.exact_after_timesteps"
-
 
 def has_quantized_activations(ann: onnx.ModelProto, activations: list[str]) -> bool:
     """Whether the canonical ANN has quantizers and every ReLU-like activation is one of them."""
@@ -61,9 +59,7 @@ def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
                   original: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
     """(SNN, θ per neuron, T*) for the canonical quantized ANN ``ann`` (made from ``original``,
     which the cumulative form rewrites instead, to keep the ANN's own ops)."""
-    if config.form not in (Form.FOLDED, Form.CUMULATIVE):
-        raise ConfigError(f"--form {config.form.value} is not available with BIF neurons; use --form folded "
-                          "or --form cumulative")
+    methods.check(methods.Method.QUANTIZED, config)
     if config.form is Form.CUMULATIVE and original is None:
         raise ConversionError("the cumulative form is built from the original quantized model (its own "
                               "quantizer ops); pass it as `original`")
@@ -99,13 +95,15 @@ def build_cumulative_snn(model: onnx.ModelProto, timesteps: int, neurons: int) -
     return export_graph(graph, like=model)
 
 
-def bif_metadata(quantizers_json: str | None, needed: int, form: Form = Form.FOLDED) -> dict[str, str]:
-    meta = {META_EXACT: str(needed), "onnx2snn.neuron": "bif",
-            "onnx2snn.readout": "last" if form is Form.CUMULATIVE else "sum"}
-    if quantizers_json:
-        meta["onnx2snn.quantizers"] = quantizers_json
-    return meta
+class QuantizedRecipe(Recipe):
+    """Quantized ANN → BIF SNN, no calibration; exact after ``exact_timesteps`` steps."""
 
+    method = methods.Method.QUANTIZED
+    neuron_op = "BIFNeuron"
 
-def describe(quantizers) -> str:
-    return json.dumps({k: v.as_dict() for k, v in quantizers.items()})
+    def build(self, params: Parameters, config: ConvertConfig) -> Built:
+        snn, thresholds, needed = build_bif_snn(params.ann, config, params.source)
+        return Built(snn, thresholds, needed, meta={
+            "exact_after_timesteps": needed, "neuron": "bif",
+            "readout": "last" if config.form is Form.CUMULATIVE else "sum",
+            "quantizers": metadata.quantizers_json(params.ann) or None})

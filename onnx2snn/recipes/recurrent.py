@@ -9,7 +9,7 @@ element s = 1..S of a sequence,
 and is exported as a ``Scan`` whose body is the cell, written with ops that
 :mod:`.graph.detect_quant` recognises as quantized activations. The cell is a
 feed-forward quantized network from (h_{s−1}, x_s) to h_s, so it converts with
-the feed-forward BIF builder (:func:`onnx2snn.bif.build_bif_snn`): every
+the feed-forward BIF builder (:func:`onnx2snn.recipes.quantized.build_bif_snn`): every
 quantized activation becomes a ``BIFNeuron``, the inputs — the previous hidden
 state *and* the sequence element — enter at sub-step 0 (s-analog encoding),
 and the body's outputs are the sums of their per-sub-step values over T_s
@@ -25,7 +25,7 @@ summed as spike counts times θ (:func:`count_readout`), so in float32 it is
 bit-identical to the quantizer's output, not just equal up to rounding.
 
 **Guarantee.** Let T* be the cell's guaranteed step count
-(:func:`onnx2snn.graph.spike_bif.exact_timesteps`: the largest Σ L_k over the
+(:func:`onnx2snn.neurons.bipolar.lowering.exact_timesteps`: the largest Σ L_k over the
 quantized layers on a path through the cell, = L for the one-layer cell above).
 With T_s ≥ T* sub-steps per element, h_s of the SNN equals the quantized RNN's
 h_s for every s, in real arithmetic (by induction on s: given the same h_{s−1}
@@ -65,16 +65,22 @@ import onnx
 import onnx.helper as oh
 from onnx import numpy_helper
 
-from . import quantized as bif
-from ..config import ConvertConfig, Neuron
-from ..errors import ConfigError, ConversionError, UnsupportedOpError
-from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION
+import onnx_graphsurgeon as gs
+
+from .. import methods
+from ..config import ConvertConfig
+from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION, NameScope, export_graph, import_model, producer
+from ..errors import ConversionError, UnsupportedOpError
+from ..passes.activations import activation_names
+from ..passes.canonicalize import canonicalize
 from ..passes.check_support import LINEAR_WEIGHTED, STRUCTURAL
+from ..passes.quantizers import quantizers_from_metadata
 from ..snn.readout import RUNNING_SUFFIX
+from .base import Built, Parameters, Recipe
+from .quantized import build_bif_snn
 
 log = logging.getLogger(__name__)
 
-META_RECURRENT = "onnx2snn.recurrent"
 RECURRENT_OPS = ("Scan", "Loop", "RNN", "LSTM", "GRU")
 # Ops allowed outside the recurrence: they run once, on analog values (readout, shape arithmetic).
 OUTER_OPS = (LINEAR_WEIGHTED | STRUCTURAL | {"Add", "Sub", "Mul", "Div", "MatMul", "Sum", "Shape", "Size",
@@ -328,15 +334,13 @@ def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tu
 
 def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertConfig, types: dict,
                   offenders: list) -> tuple[onnx.GraphProto, dict, Recurrence, dict] | None:
-    from ..pipeline import activation_names, prepare
-
     made = _cell_model(model, scan, types, offenders)
     if made is None:
         return None
     cell, states, outputs = made
     try:
-        ann = prepare(cell)
-        snn, thresholds, needed = bif.build_bif_snn(ann, config, cell)
+        ann = canonicalize(cell)
+        snn, thresholds, needed = build_bif_snn(ann, config, cell)
         snn = count_readout(snn)
     except UnsupportedOpError as exc:
         offenders.extend(_annotated(exc, scan))
@@ -369,10 +373,6 @@ def count_readout(snn: onnx.ModelProto) -> onnx.ModelProto:
     Same values in real arithmetic; the pattern matched is the one ReadoutPass writes
     (BIFNeuron → Reshape → MatMul → Reshape → Gather).
     """
-    import onnx_graphsurgeon as gs
-
-    from ..core.graph import NameScope, export_graph, import_model, producer
-
     graph = import_model(snn)
     names = NameScope(graph)
     for out in list(graph.outputs):
@@ -398,7 +398,6 @@ def count_readout(snn: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _quantizers(ann: onnx.ModelProto) -> dict:
-    from ..passes.quantizers import quantizers_from_metadata
     return {k: q.as_dict() for k, q in quantizers_from_metadata(ann).items()}
 
 
@@ -406,9 +405,7 @@ def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
                             ) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[Recurrence], list[str], dict]:
     """(SNN, θ per neuron keyed '<scan>/<tensor>', one Recurrence per Scan, running outputs,
     quantizers per Scan) for a model whose recurrences are Scans with quantized cells."""
-    if config.neuron is Neuron.IF:
-        raise ConfigError("IF neurons do not convert recurrences (their rate-coded hidden state would be "
-                          "approximate at every element); use --neuron bif (or auto) with a quantized RNN")
+    methods.check(methods.Method.RECURRENT, config)
     offenders = _outer_offenders(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     types = _value_types(inferred)
@@ -542,8 +539,22 @@ def _running_readout(model, scan, post, track, r_final, T, names: _Names):
     return nodes, outputs
 
 
-def recurrent_metadata(recurrences: list[Recurrence], quantizers: dict) -> dict[str, str]:
-    needed = max(r.exact_substeps for r in recurrences)
-    return {bif.META_EXACT: str(needed), "onnx2snn.neuron": "bif", "onnx2snn.readout": "sum",
-            META_RECURRENT: json.dumps([r.as_dict() for r in recurrences]),
-            "onnx2snn.quantizers": json.dumps(quantizers, sort_keys=True)}
+class RecurrentRecipe(Recipe):
+    """Quantized RNN (Scan) → recurrent BIF SNN: the cell runs T sub-steps per element."""
+
+    method = methods.Method.RECURRENT
+    neuron_op = "BIFNeuron"
+
+    def prepare(self, model: onnx.ModelProto, config: ConvertConfig) -> onnx.ModelProto:
+        return model  # each Scan's cell is canonicalised on its own
+
+    def build(self, params: Parameters, config: ConvertConfig) -> Built:
+        snn, thresholds, recurrences, running, quantizers = build_recurrent_bif_snn(params.ann, config)
+        needed = max(r.exact_substeps for r in recurrences)
+        if config.timesteps < needed:
+            log.warning("T=%d sub-steps per element < %d: the hidden states handed on are not settled; the SNN "
+                        "only approximates the quantized RNN", config.timesteps, needed)
+        return Built(snn, thresholds, needed, tuple(recurrences), tuple(running), meta={
+            "exact_after_timesteps": needed, "neuron": "bif", "readout": "sum",
+            "recurrent": tuple(r.as_dict() for r in recurrences),
+            "quantizers": json.dumps(quantizers, sort_keys=True)})

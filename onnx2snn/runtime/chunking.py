@@ -29,6 +29,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .. import metadata
+from ..data import model_inputs
+from .memory import estimate
+
 __all__ = ["SNNSession", "chunk_samples", "default_chunk_bytes"]
 
 # Bytes of the largest tensor of one chunk per intra-op thread (the L2 of one core,
@@ -51,12 +55,10 @@ def chunk_samples(model: onnx.ModelProto, chunk_bytes: int, largest: int | None 
     (axis 0 the sequence, which must never be split), and a streaming model carries
     state between runs: neither is chunked. ``largest``: the model's
     ``memory.estimate(model).largest`` when the caller has it already."""
-    from ..data import model_inputs
-    from .memory import estimate
-    from ..recipes.recurrent import META_RECURRENT
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "onnx2snn.timesteps" not in meta or meta.get("onnx2snn.form") == "streaming" or META_RECURRENT in meta:
+    if not metadata.is_snn(model):
+        return 0
+    meta = metadata.read(model)
+    if meta.streaming or meta.is_recurrent:
         return 0
     if any(spec.fixed_batch is not None for spec in model_inputs(model)):
         return 0

@@ -5,33 +5,35 @@ SNN's accuracy after every step t = 1..T from its running-mean output.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .. import metadata
 from .._progress import Progress
 from ..data import InputSpec, iter_batches, model_inputs
-from ..errors import ConversionError
 from ..io import compatible_ir_version
+from .chunking import chunk_samples, default_chunk_bytes
+from .memory import MemoryEstimate, batch_for_memory, estimate
 from .session import InferenceSession
 
+
+def evaluation_estimates(ann: onnx.ModelProto, snn: onnx.ModelProto) -> list[MemoryEstimate]:
+    """The estimates of the two sessions :func:`onnx2snn.evaluate` runs, the SNN's with
+    the chunk its :func:`onnx2snn.InferenceSession` (default options) runs it in."""
+    snn_estimate = estimate(snn)
+    chunk = chunk_samples(snn, default_chunk_bytes(None), snn_estimate.largest)
+    return [estimate(ann), snn_estimate.chunked(chunk)]
+
+
 def snn_timesteps(model: onnx.ModelProto) -> int:
-    meta = {p.key: p.value for p in model.metadata_props}
-    if "onnx2snn.timesteps" not in meta:
-        raise ConversionError("the SNN model has no onnx2snn metadata (timesteps); give a model "
-                              "written by `onnx2snn convert`")
-    return int(meta["onnx2snn.timesteps"])
+    return metadata.read(model).timesteps
 
 
 def running_output_name(model: onnx.ModelProto) -> str:
-    meta = {p.key: p.value for p in model.metadata_props}
-    names = json.loads(meta.get("onnx2snn.running_mean_outputs", "[]"))
-    if not names:
-        raise ConversionError("the SNN model lists no running-mean output; convert it with onnx2snn")
-    return names[0]
+    return metadata.running_output(model)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,6 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     fixed = _fixed_batch(model_inputs(snn))
     estimate = 0
     if max_memory is not None and fixed is None:
-        from .memory import batch_for_memory, evaluation_estimates
         batch_size, estimate = batch_for_memory(evaluation_estimates(ann, snn), max_memory, batch_size, n)
     batch_size = batch_size or 64
     runnable = onnx.ModelProto()
@@ -76,7 +77,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     runnable.ir_version = compatible_ir_version(ann)
     ann_sess = ort.InferenceSession(runnable.SerializeToString(), providers=["CPUExecutionProvider"])
     chunk = 0
-    if _form(snn) == "streaming":
+    if metadata.form(snn) == "streaming":
         from .streaming import StreamingSession
         stream = StreamingSession(snn)
         mean_name = stream.outputs[0]
@@ -105,8 +106,3 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
             bar.update()
     return EvaluationResult(100.0 * ann_correct / n, {t + 1: 100.0 * float(c) / n for t, c in enumerate(snn_correct)},
                             T, n, fixed or batch_size, estimate, chunk)
-
-
-def _form(model: onnx.ModelProto) -> str:
-    return {p.key: p.value for p in model.metadata_props}.get("onnx2snn.form", "folded")
-

@@ -105,16 +105,6 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch), -(-io_run // fixed_batch))
 
 
-def evaluation_estimates(ann: onnx.ModelProto, snn: onnx.ModelProto) -> list[MemoryEstimate]:
-    """The estimates of the two sessions :func:`onnx2snn.evaluate` runs, the SNN's with
-    the chunk its :func:`onnx2snn.InferenceSession` (default options) runs it in."""
-    from .chunking import chunk_samples, default_chunk_bytes
-
-    snn_estimate = estimate(snn)
-    chunk = chunk_samples(snn, default_chunk_bytes(None), snn_estimate.largest)
-    return [estimate(ann), snn_estimate.chunked(chunk)]
-
-
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
                      samples: int) -> tuple[int, int]:
     """(batch, its summed peak estimate): the largest batch ≤ ``requested`` (default:

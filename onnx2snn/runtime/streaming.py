@@ -1,41 +1,21 @@
 """Running a streaming-form SNN: one onnxruntime run per time step, state carried by the caller.
 
-A model converted with ``form=streaming`` (:mod:`onnx2snn.graph.streaming`)
-lists its state in its metadata::
-
-    onnx2snn.form           "streaming"
-    onnx2snn.state_inputs   JSON list of the state input names
-    onnx2snn.state_outputs  JSON list of the matching outputs (state after the step)
-    onnx2snn.state_init     JSON {state input: {"shape": [...], "values": [...]}} for the
-                            states that do not start at 0 (membrane potentials with v_init)
+A model converted with ``form=streaming`` (:mod:`onnx2snn.neurons.integrate_fire.streaming`)
+lists its state in its metadata (:mod:`onnx2snn.metadata`: the state inputs, the
+matching outputs, i.e. the state after the step, and the initial values of the
+states that do not start at 0, i.e. membrane potentials with v_init).
 
 The model has no custom op: a plain ``onnxruntime.InferenceSession`` runs it.
 :class:`StreamingSession` feeds the state back step after step.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 
+from .. import metadata
 from ..errors import ConversionError
-
-META_FORM = "onnx2snn.form"
-META_STATE_INPUTS = "onnx2snn.state_inputs"
-META_STATE_OUTPUTS = "onnx2snn.state_outputs"
-META_STATE_INIT = "onnx2snn.state_init"
-
-
-def streaming_metadata(result) -> dict[str, str]:
-    """Metadata entries describing the state of a :class:`StreamingResult`."""
-    init = {name: {"shape": list(v.shape), "values": [float(a) for a in np.asarray(v, np.float32).reshape(-1)]}
-            for name, v in result.initial_values.items()}
-    return {META_STATE_INPUTS: json.dumps(result.state_inputs),
-            META_STATE_OUTPUTS: json.dumps(result.state_outputs),
-            META_STATE_INIT: json.dumps(init)}
-
 
 class StreamingSession:
     """An onnxruntime session of a streaming SNN that steps through time.
@@ -51,16 +31,16 @@ class StreamingSession:
             proto, source = onnx.load_from_string(model), model
         else:  # a path: read the metadata only, let onnxruntime load the weights
             proto, source = onnx.load(str(model), load_external_data=False), str(model)
-        meta = {p.key: p.value for p in proto.metadata_props}
-        if meta.get(META_FORM) != "streaming":
+        form = metadata.form(proto) if metadata.is_snn(proto) else None
+        if form != "streaming":
             raise ConversionError("the model is not a streaming-form SNN (metadata onnx2snn.form is "
-                                  f"{meta.get(META_FORM)!r}); convert it with --form streaming")
+                                  f"{form!r}); convert it with --form streaming")
+        meta = metadata.read(proto)
         self.session = ort.InferenceSession(source, sess_options, providers=providers or ["CPUExecutionProvider"])
-        self.state_inputs = json.loads(meta[META_STATE_INPUTS])
-        self.state_outputs = json.loads(meta[META_STATE_OUTPUTS])
-        self.timesteps = int(meta.get("onnx2snn.timesteps", "1"))
-        init = json.loads(meta.get(META_STATE_INIT, "{}"))
-        self._init = {k: np.asarray(v["values"], np.float32).reshape(v["shape"]) for k, v in init.items()}
+        self.state_inputs = list(meta.state_inputs)
+        self.state_outputs = list(meta.state_outputs)
+        self.timesteps = meta.timesteps
+        self._init = dict(meta.state_init or {})
         self._shapes = {i.name: i.shape for i in self.session.get_inputs()}
         states = set(self.state_outputs)
         self.outputs = [o.name for o in self.session.get_outputs() if o.name not in states]

@@ -45,7 +45,7 @@ running estimate from step 1 (a spike reaches the next layer in the step it is
 fired), so its latency is its T; but it needs many more steps for the same
 accuracy. The folded model computes all phases in one run; its running-mean
 output at t < T averages only the first t steps of the last firing phase,
-so only t = T is the tsep result. :func:`tsep_metadata` records D and the
+so only t = T is the tsep result. The temporal recipe records D and the
 latency in the SNN's metadata.
 """
 from __future__ import annotations
@@ -55,8 +55,6 @@ import onnx_graphsurgeon as gs
 from ...errors import UnsupportedOpError
 from ...core.graph import SNN_DOMAIN, node_label
 
-META_DEPTH = "onnx2snn.spiking_depth"
-META_LATENCY = "onnx2snn.latency_steps"
 MAX_POOLS = ("MaxPool", "GlobalMaxPool")
 
 
@@ -99,8 +97,3 @@ def check_exact_pools(graph: gs.Graph) -> None:
 def latency_steps(depth: int, timesteps: int) -> int:
     """Steps from the first input step to the first complete output: (D + 1)·T."""
     return (depth + 1) * timesteps
-
-
-def tsep_metadata(graph: gs.Graph, timesteps: int) -> dict[str, str]:
-    depth = spiking_depth(graph)
-    return {"onnx2snn.neuron": "tsep", META_DEPTH: str(depth), META_LATENCY: str(latency_steps(depth, timesteps))}

@@ -1,0 +1,108 @@
+"""The interface every conversion recipe has, and the result of a conversion.
+
+A recipe is one conversion method (:class:`onnx2snn.methods.Method`). Its steps,
+which :meth:`Recipe.convert` runs in this order:
+
+    prepare(model, config)            → the ANN the recipe starts from (canonical, or the model itself)
+    validate(ann, config, data)       → refuse what the recipe cannot do (flags: methods.check; model, data)
+    calibrate(ann, data, config)      → Parameters (θ, v_init, calibrated weights, layer reports)
+    build(params, config)             → Built: the SNN graph (no metadata yet) and what the build found
+    describe(built, params, config)   → SNNMetadata, written by onnx2snn.metadata.write
+
+Requires: ``model`` is an ONNX ANN. Ensures: the SNN's metadata is exactly
+``describe``'s (plus the model's own foreign entries); the input model is not
+modified.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import onnx
+
+from .. import metadata, methods
+from ..config import ConvertConfig
+from ..passes.canonicalize import canonicalize
+from ..snn.readout import RUNNING_SUFFIX
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    model: onnx.ModelProto          # the SNN
+    ann: onnx.ModelProto            # the canonical ANN it was made from (BN folded, ...), before calibration
+    thresholds: Mapping[str, np.ndarray]
+    config: ConvertConfig
+    v_init: Mapping[str, np.ndarray] | None = None
+    layer_reports: tuple = ()       # calibration.layerwise.LayerReport, one per calibrated layer
+    exact_timesteps: int | None = None  # BIF: steps after which the SNN equals the quantized ANN
+    recurrences: tuple = ()         # recurrent BIF SNN: one recipes.recurrent.Recurrence per converted Scan
+    method: methods.Method | None = None
+    neuron_op: str = ""             # the op that replaced the activations
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """What calibration hands the builder."""
+
+    ann: onnx.ModelProto                         # the ANN to spike (weights/biases calibrated, if asked)
+    thresholds: Mapping[str, np.ndarray] = field(default_factory=dict)
+    v_init: Mapping[str, np.ndarray] = field(default_factory=dict)
+    reports: tuple = ()
+    source: onnx.ModelProto | None = None        # the user's model (the cumulative form rewrites it)
+
+
+@dataclass(frozen=True)
+class Built:
+    """The SNN graph a recipe built, before its metadata, and what the build found."""
+
+    model: onnx.ModelProto
+    thresholds: Mapping[str, np.ndarray] | None = None   # None: the Parameters' thresholds
+    exact_timesteps: int | None = None
+    recurrences: tuple = ()
+    running: tuple[str, ...] | None = None                # None: the outputs named <output>_running_mean
+    meta: Mapping[str, Any] = field(default_factory=dict)  # recipe-specific SNNMetadata fields
+
+    def running_outputs(self) -> tuple[str, ...]:
+        if self.running is not None:
+            return tuple(self.running)
+        return tuple(o.name for o in self.model.graph.output if o.name.endswith(RUNNING_SUFFIX))
+
+
+class Recipe:
+    """A conversion method; subclasses override the steps they need (see the module docstring)."""
+
+    method: methods.Method
+    neuron_op: str = ""
+
+    def prepare(self, model: onnx.ModelProto, config: ConvertConfig) -> onnx.ModelProto:
+        return canonicalize(model)
+
+    def validate(self, ann: onnx.ModelProto, config: ConvertConfig, data) -> None:
+        methods.check(self.method, config)
+
+    def calibrate(self, ann: onnx.ModelProto, data, config: ConvertConfig, progress: bool = False) -> Parameters:
+        return Parameters(ann)
+
+    def build(self, params: Parameters, config: ConvertConfig) -> Built:
+        raise NotImplementedError
+
+    def describe(self, built: Built, params: Parameters, config: ConvertConfig) -> metadata.SNNMetadata:
+        return metadata.SNNMetadata(config.timesteps, built.running_outputs(), config.form.value, **built.meta)
+
+    def convert(self, model: onnx.ModelProto, data, config: ConvertConfig, *, progress: bool = False,
+                ann: onnx.ModelProto | None = None) -> ConversionResult:
+        """All steps; ``ann``: this recipe's ``prepare(model)`` when the caller has it already."""
+        ann = self.prepare(model, config) if ann is None else ann
+        self.validate(ann, config, data)
+        params = self.calibrate(ann, data, config, progress)
+        params = Parameters(params.ann, params.thresholds, params.v_init, params.reports, model)
+        return self.finish(ann, params, config)
+
+    def finish(self, ann: onnx.ModelProto, params: Parameters, config: ConvertConfig) -> ConversionResult:
+        """Build, describe and write the metadata: the SNN of ``params``."""
+        built = self.build(params, config)
+        snn = metadata.write(built.model, self.describe(built, params, config), source=params.ann)
+        thresholds = params.thresholds if built.thresholds is None else built.thresholds
+        return ConversionResult(snn, ann, thresholds, config, params.v_init, params.reports,
+                                built.exact_timesteps, tuple(built.recurrences), self.method, self.neuron_op)
