@@ -15,7 +15,7 @@ modified.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -47,7 +47,7 @@ class Parameters:
 
     ann: onnx.ModelProto                         # the ANN to spike (weights/biases calibrated, if asked)
     thresholds: Mapping[str, np.ndarray] = field(default_factory=dict)
-    v_init: Mapping[str, np.ndarray] = field(default_factory=dict)
+    v_init: Mapping[str, np.ndarray] | None = None   # None: every neuron starts at 0
     reports: tuple = ()
     source: onnx.ModelProto | None = None        # the user's model (the cumulative form rewrites it)
 
@@ -96,7 +96,7 @@ class Recipe:
         ann = self.prepare(model, config) if ann is None else ann
         self.validate(ann, config, data)
         params = self.calibrate(ann, data, config, progress)
-        params = Parameters(params.ann, params.thresholds, params.v_init, params.reports, model)
+        params = replace(params, source=model)
         return self.finish(ann, params, config)
 
     def finish(self, ann: onnx.ModelProto, params: Parameters, config: ConvertConfig) -> ConversionResult:

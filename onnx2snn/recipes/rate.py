@@ -22,7 +22,7 @@ from ..calibration import balance_thresholds, collect_statistics
 from ..calibration.layerwise import LayerwiseCalibrator
 from ..calibration.ltb import ltb_thresholds
 from ..calibration.thresholds import half_potentials
-from ..config import ConvertConfig, Form, ThresholdMethod, VInit
+from ..config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
 from ..core.graph import export_graph, import_model
 from ..data import ArrayDataReader, calibration_feeds, model_inputs
 from ..errors import CalibrationError, ConfigError
@@ -59,11 +59,18 @@ class RateRecipe(Recipe):
                               "neurons: use --neuron bif (or auto)")
         methods.check(self.method, config)
         if data is None:
-            raise self.missing_data(ann)
+            raise self.missing_data(ann, config)
 
-    def missing_data(self, ann: onnx.ModelProto) -> CalibrationError:
-        return CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph "
-                                "whose activations are all quantized converts without (--neuron bif)")
+    def missing_data(self, ann: onnx.ModelProto, config: ConvertConfig) -> CalibrationError:
+        if config.neuron in (Neuron.IF, Neuron.TSEP):
+            return CalibrationError("IF and TS neurons need calibration data (--calibration-data); only a graph "
+                                    "whose activations are all quantized converts without (--neuron bif)")
+        quantizers = quantizers_from_metadata(ann)
+        plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))
+                 if n.outputs[0].name not in quantizers]
+        return CalibrationError(f"the activations {', '.join(plain)} are not quantized: their neurons need "
+                                "thresholds calibrated on data (--calibration-data); only a graph whose "
+                                "activations are all quantized converts without (--neuron bif)")
 
     def calibrate(self, ann: onnx.ModelProto, data, config: ConvertConfig, progress: bool = False) -> Parameters:
         feeds = calibration_feeds(data, ann)
@@ -119,14 +126,6 @@ class BipolarRecipe(RateRecipe):
 
     method = methods.Method.BIPOLAR
     neuron_op = "BIFNeuron"
-
-    def missing_data(self, ann: onnx.ModelProto) -> CalibrationError:
-        quantizers = quantizers_from_metadata(ann)
-        plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))
-                 if n.outputs[0].name not in quantizers]
-        return CalibrationError(f"the activations {', '.join(plain)} are not quantized: their neurons need "
-                                "thresholds calibrated on data (--calibration-data); only a graph whose "
-                                "activations are all quantized converts without (--neuron bif)")
 
 
 class TemporalRecipe(RateRecipe):
