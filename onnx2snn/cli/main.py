@@ -263,10 +263,10 @@ def _inspect_recurrent(path: str, model) -> dict[str, str]:
     from ..errors import ConversionError
     from ..core.graph import onnx_opset
 
-    offenders = {name: reason for name, _, reason in recurrent._outer_offenders(model)}
+    offenders = {name: reason for name, _, reason in recurrent.outer_offenders(model)}
     rows: Counter = Counter()
     for node in model.graph.node:
-        name = recurrent._label(node)
+        name = recurrent.label(node)
         if name in offenders:
             status = "UNSUPPORTED: " + offenders[name]
         elif node.op_type == "Scan":
@@ -277,12 +277,12 @@ def _inspect_recurrent(path: str, model) -> dict[str, str]:
     print(f"{path}: {len(model.graph.node)} nodes, opset {onnx_opset(model)}, recurrent")
     _print_rows(rows)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    types = recurrent._value_types(inferred)
+    types = recurrent.value_types(inferred)
     for scan in [n for n in model.graph.node if n.op_type == "Scan"]:
-        label = recurrent._label(scan)
+        label = recurrent.label(scan)
         found: list = []
         try:
-            made = recurrent._cell_model(model, scan, types, found)
+            made = recurrent.cell_model(model, scan, types, found)
         except ConversionError as exc:
             offenders[label] = str(exc)
             print(f"cell of Scan '{label}': {exc}")
@@ -298,7 +298,7 @@ def _inspect_recurrent(path: str, model) -> dict[str, str]:
         fixed: Counter = Counter()
         for (op, status), count in cell_rows.items():
             fixed[(op, "UNSUPPORTED: " + float_act if status == "becomes IFNeuron" else status)] += count
-        print(f"cell of Scan '{label}' ({len(recurrent._attr(scan, 'body').node)} nodes):")
+        print(f"cell of Scan '{label}' ({len(recurrent.attr(scan, 'body').node)} nodes):")
         _print_rows(fixed, "  ")
         offenders.update({f"{label}/{k}": v for k, v in cell_offenders.items()})
     return offenders

@@ -121,11 +121,11 @@ def is_recurrent(model: onnx.ModelProto) -> bool:
     return bool(recurrent_nodes(model))
 
 
-def _label(node: onnx.NodeProto) -> str:
+def label(node: onnx.NodeProto) -> str:
     return node.name or f"<unnamed {node.op_type}>"
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
             return oh.get_attribute_value(a)
@@ -133,7 +133,7 @@ def _attr(node: onnx.NodeProto, name: str, default=None):
 
 
 def _float_rnn_reason(node: onnx.NodeProto) -> str:
-    acts = [a.decode() if isinstance(a, bytes) else a for a in (_attr(node, "activations") or [])]
+    acts = [a.decode() if isinstance(a, bytes) else a for a in (attr(node, "activations") or [])]
     if node.op_type == "RNN":
         kind = f"activation {acts[0]}" if acts else "activation Tanh (the default)"
         if acts and all(a.lower() == "relu" for a in acts):
@@ -144,22 +144,22 @@ def _float_rnn_reason(node: onnx.NodeProto) -> str:
             f"spiking equivalent; only quantized ReLU RNNs convert: {HOW_TO_EXPORT}")
 
 
-def _outer_offenders(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+def outer_offenders(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
     offenders = []
     for node in model.graph.node:
         op = node.op_type
         if op == "Scan":
             continue
         if op in ("RNN", "LSTM", "GRU"):
-            offenders.append((_label(node), op, _float_rnn_reason(node)))
+            offenders.append((label(node), op, _float_rnn_reason(node)))
         elif op == "Loop":
-            offenders.append((_label(node), op, "Loop is not supported: export the recurrence as a Scan over "
+            offenders.append((label(node), op, "Loop is not supported: export the recurrence as a Scan over "
                               "the sequence (hidden state as a Scan state, the sequence as a scan input)"))
         elif any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            offenders.append((_label(node), op, f"{op} with a subgraph (control flow) is not supported; only a "
+            offenders.append((label(node), op, f"{op} with a subgraph (control flow) is not supported; only a "
                               "Scan over the sequence converts"))
         elif node.domain not in ("", "ai.onnx") or op not in OUTER_OPS:
-            offenders.append((_label(node), op, f"{op} outside the recurrence: only the Scan's cell becomes "
+            offenders.append((label(node), op, f"{op} outside the recurrence: only the Scan's cell becomes "
                               "spiking neurons, the layers outside it must be linear (readout, reshaping); "
                               "move the activation into the cell or remove it"))
     return offenders
@@ -179,7 +179,7 @@ def _static_features(dims: list | None) -> bool:
     return dims is not None and len(dims) >= 1 and all(isinstance(d, int) and d > 0 for d in dims[1:])
 
 
-def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+def value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     g = model.graph
     types = {vi.name: vi.type for vi in list(g.input) + list(g.value_info) + list(g.output)}
     for init in g.initializer:
@@ -191,7 +191,7 @@ def _outer_constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     consts = {t.name: t for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant":
-            value = _attr(node, "value")
+            value = attr(node, "value")
             if isinstance(value, onnx.TensorProto):
                 t = onnx.TensorProto()
                 t.CopyFrom(value)
@@ -200,14 +200,14 @@ def _outer_constants(model: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
     return consts
 
 
-def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offenders: list
+def cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offenders: list
                 ) -> tuple[onnx.ModelProto, int, list[str]] | None:
     """(the Scan's body as a model, number of states M, unique output names); None on offenders."""
-    body: onnx.GraphProto = _attr(scan, "body")
-    scans = int(_attr(scan, "num_scan_inputs"))
+    body: onnx.GraphProto = attr(scan, "body")
+    scans = int(attr(scan, "num_scan_inputs"))
     states = len(body.input) - scans
-    axes = list(_attr(scan, "scan_input_axes") or [0] * scans)
-    where = f"in the body of Scan '{_label(scan)}'"
+    axes = list(attr(scan, "scan_input_axes") or [0] * scans)
+    where = f"in the body of Scan '{label(scan)}'"
     inputs = []
     for i, vi in enumerate(body.input):
         dims = _dims(vi.type)
@@ -217,7 +217,7 @@ def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offen
                 outer = [d for k, d in enumerate(outer) if k != axes[i - states] % len(outer)]
             dims = outer
         if not _static_features(dims):
-            raise ConversionError(f"Scan '{_label(scan)}': body input '{vi.name}' has no known shape; BIF "
+            raise ConversionError(f"Scan '{label(scan)}': body input '{vi.name}' has no known shape; BIF "
                                   "conversion needs every dimension but the batch to be static (declare the "
                                   "body's input shapes, e.g. [N, hidden])")
         elem = vi.type.tensor_type.elem_type or onnx.TensorProto.FLOAT
@@ -234,7 +234,7 @@ def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offen
             if name in consts:
                 captured[name] = consts[name]
             else:
-                offenders.append((_label(node), node.op_type, f"{where}: reads '{name}', which is computed "
+                offenders.append((label(node), node.op_type, f"{where}: reads '{name}', which is computed "
                                   "outside the Scan; pass it as a Scan state or scan input"))
     if len(offenders) > bad:
         return None
@@ -245,12 +245,12 @@ def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offen
     cell = oh.make_model(graph, opset_imports=[o for o in model.opset_import if o.domain in ("", "ai.onnx")])
     cell.ir_version = model.ir_version
     inferred = onnx.shape_inference.infer_shapes(cell, strict_mode=False)
-    out_types = _value_types(inferred)
+    out_types = value_types(inferred)
     del cell.graph.output[:]
     for n in names:
         dims = _dims(out_types.get(n))
         if not _static_features(dims):
-            raise ConversionError(f"Scan '{_label(scan)}': the shape of body output '{n}' cannot be inferred; "
+            raise ConversionError(f"Scan '{label(scan)}': the shape of body output '{n}' cannot be inferred; "
                                   "declare the body's output shapes")
         elem = out_types[n].tensor_type.elem_type
         cell.graph.output.append(oh.make_tensor_value_info(n, elem, ["N" if not isinstance(dims[0], int)
@@ -259,7 +259,7 @@ def _cell_model(model: onnx.ModelProto, scan: onnx.NodeProto, types: dict, offen
 
 
 def _annotated(exc: UnsupportedOpError, scan: onnx.NodeProto) -> list[tuple[str, str, str]]:
-    return [(name, op, f"in the body of Scan '{_label(scan)}': {reason}") for name, op, reason in exc.offenders]
+    return [(name, op, f"in the body of Scan '{label(scan)}': {reason}") for name, op, reason in exc.offenders]
 
 
 # -- the converted body and the rewired Scan --------------------------------------------------
@@ -319,9 +319,9 @@ def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tu
         if any(i in known for i in node.input):
             if node.op_type not in ROW_OPS or any(i and i not in known and i not in consts for i in node.input):
                 return None
-            if node.op_type == "Gemm" and _attr(node, "transA", 0):
+            if node.op_type == "Gemm" and attr(node, "transA", 0):
                 return None
-            if node.op_type in ("Softmax", "LogSoftmax", "Flatten") and _attr(node, "axis", 1) in (0,):
+            if node.op_type in ("Softmax", "LogSoftmax", "Flatten") and attr(node, "axis", 1) in (0,):
                 return None
             post.append(node)
             known.update(node.output)
@@ -334,7 +334,7 @@ def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tu
 
 def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertConfig, types: dict,
                   offenders: list) -> tuple[onnx.GraphProto, dict, Recurrence, dict] | None:
-    made = _cell_model(model, scan, types, offenders)
+    made = cell_model(model, scan, types, offenders)
     if made is None:
         return None
     cell, states, outputs = made
@@ -346,15 +346,15 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
         offenders.extend(_annotated(exc, scan))
         return None
     neurons = len(activation_names(ann))
-    body_in = _attr(scan, "body").input
+    body_in = attr(scan, "body").input
     seq = None
-    scans = int(_attr(scan, "num_scan_inputs"))
-    axes = list(_attr(scan, "scan_input_axes") or [0] * scans)
+    scans = int(attr(scan, "num_scan_inputs"))
+    axes = list(attr(scan, "scan_input_axes") or [0] * scans)
     if scans:
         dims = _dims(types.get(scan.input[states]))
         seq = dims[axes[0] % len(dims)] if dims else None
         seq = seq if isinstance(seq, int) else None
-    info = Recurrence(_label(scan), config.timesteps, needed, seq, neurons)
+    info = Recurrence(label(scan), config.timesteps, needed, seq, neurons)
     running = {o.name.removesuffix(RUNNING_SUFFIX): o for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)}
     return snn.graph, running, info, {"states": states, "outputs": outputs, "body_inputs": [i.name for i in body_in],
                                      "thresholds": thresholds, "quantizers": _quantizers(ann)}
@@ -406,9 +406,9 @@ def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
     """(SNN, θ per neuron keyed '<scan>/<tensor>', one Recurrence per Scan, running outputs,
     quantizers per Scan) for a model whose recurrences are Scans with quantized cells."""
     methods.check(methods.Method.RECURRENT, config)
-    offenders = _outer_offenders(model)
+    offenders = outer_offenders(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
-    types = _value_types(inferred)
+    types = value_types(inferred)
     scans = [n for n in model.graph.node if n.op_type == "Scan"]
     converted = {}
     for scan in scans:
@@ -441,9 +441,9 @@ def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
         quantizers[info.node] = meta["quantizers"]
         thresholds.update({f"{info.node}/{k}": v for k, v in meta["thresholds"].items()})
         states = meta["states"]
-        body_outputs = list(_attr(node, "body").output)
+        body_outputs = list(attr(node, "body").output)
         new_body = onnx.GraphProto()
-        new_body.name = (_attr(node, "body").name or "cell") + "_bif_snn"
+        new_body.name = (attr(node, "body").name or "cell") + "_bif_snn"
         new_body.node.extend(body.node)
         new_body.initializer.extend(body.initializer)
         inputs = {vi.name: vi for vi in body.input}
