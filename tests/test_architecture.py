@@ -17,7 +17,7 @@ LAYERS = [
     {"passes"},
     {"calibration", "neurons", "snn"},
     {"recipes"},
-    {"pipeline", "runtime"},
+    {"pipeline", "runtime", "inspection"},
     {"cli", "__init__", "__main__"},
 ]
 

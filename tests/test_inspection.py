@@ -1,0 +1,32 @@
+"""onnx2snn.inspection: the data behind `onnx2snn inspect` (the CLI only prints it)."""
+import numpy as np
+import onnx.helper as oh
+
+from conftest import make_model
+from onnx2snn.inspection import Row, inspect_model
+from test_rnn import qrnn
+
+
+def test_unsupported_node_is_named_with_its_op_type():
+    nodes = [oh.make_node("Conv", ["x", "W"], ["c"], name="/conv"), oh.make_node("Relu", ["c"], ["r"], name="/relu"),
+             oh.make_node("HardSwish", ["r"], ["y"], name="/hs")]
+    model = make_model(nodes, [("x", ["N", 1, 4, 4])], [("y", ["N", 2, 4, 4])],
+                       {"W": np.ones((2, 1, 1, 1), np.float32)}, opset=14)
+    report = inspect_model(model)
+    assert not report.convertible and not report.recurrent and report.cells == []
+    assert (report.nodes, report.opset) == (3, 14)
+    assert list(report.offenders) == ["/hs"] and "HardSwish" in report.offenders["/hs"]
+    assert report.statuses["/relu"] == "becomes IFNeuron"
+    bad = [row for row in report.rows if row.unsupported]
+    assert [(row.op, row.count) for row in bad] == [("HardSwish", 1)]
+    assert report.rows[-1] is bad[0]  # unsupported rows come last
+    assert Row("Relu", "becomes IFNeuron", 1) in report.rows
+
+
+def test_recurrent_cell_with_a_float_activation():
+    assert inspect_model(qrnn()).convertible
+    report = inspect_model(qrnn(act="relu"))
+    assert report.recurrent and [cell.scan for cell in report.cells] == ["rnn"]
+    (cell,) = report.cells
+    assert cell.error is None and any(row.op == "Relu" and row.unsupported for row in cell.rows)
+    assert list(report.offenders) == ["rnn/q_relu"] and "float activation" in report.offenders["rnn/q_relu"]
