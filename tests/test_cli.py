@@ -10,7 +10,7 @@ import onnx.helper as oh
 import pytest
 
 from conftest import MODELS, make_model
-from onnx2snn.cli.main import main
+from onnx2snn.cli import main
 
 MODEL = str(MODELS / "mnist_cnn.onnx")
 CALIB = str(MODELS / "data" / "mnist_calib.npz")

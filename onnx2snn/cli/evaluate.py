@@ -1,0 +1,48 @@
+"""``onnx2snn evaluate``: top-1 of the ANN and of the SNN after each step, as a table or JSON."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..runtime.memory import DEFAULT_MAX_MEMORY, format_size
+from ._args import memory_size, positive_int
+
+
+def add_parser(sub, parents) -> None:
+    e = sub.add_parser("evaluate", parents=parents, help="top-1 of the ANN and of the SNN after each step")
+    e.add_argument("ann", help="the ANN (.onnx)")
+    e.add_argument("snn", help="the SNN written by `onnx2snn convert`")
+    e.add_argument("--data", required=True, help=".npz with inputs and labels")
+    e.add_argument("--labels-key", default="labels", help="labels array in --data (default: labels)")
+    e.add_argument("--batch-size", type=positive_int, default=None,
+                   help="largest batch (default: up to 256); lowered to fit --max-memory")
+    e.add_argument("--max-memory", type=memory_size, default=DEFAULT_MAX_MEMORY,
+                   help="bound on the estimated peak memory of the runs, e.g. 512MiB (default: 4GiB)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args) -> int:
+    from ..data import load_labels, load_npz, match_inputs, model_inputs
+    from ..io import load_model
+    from ..runtime.evaluate import evaluate
+
+    ann, snn = load_model(args.ann), load_model(args.snn)
+    arrays = load_npz(args.data, "evaluation data")
+    feeds = match_inputs(arrays, model_inputs(ann), label_key=args.labels_key, what="evaluation data")
+    labels = load_labels(arrays, args.labels_key, next(iter(feeds.values())).shape[0], "evaluation data")
+    res = evaluate(ann, snn, feeds, labels, args.batch_size, progress=not args.quiet and not args.json,
+                   max_memory=args.max_memory)
+    if res.memory_estimate:
+        chunks = (f"; the SNN runs it in chunks of {res.chunk} samples (activations kept in cache)"
+                  if 0 < res.chunk < res.batch_size else "")
+        print(f"batch size {res.batch_size}: estimated peak {format_size(res.memory_estimate)} "
+              f"(--max-memory {format_size(args.max_memory)}){chunks}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(res.as_dict()))
+        return 0
+    print(f"{res.samples} samples, T={res.timesteps}")
+    print(f"{'model':<10} {'t':>5} {'top-1 %':>8} {'vs ANN':>8}")
+    print(f"{'ANN':<10} {'-':>5} {res.ann_top1:8.2f} {'':>8}")
+    for t, acc in res.snn_top1.items():
+        print(f"{'SNN':<10} {t:>5} {acc:8.2f} {acc - res.ann_top1:+8.2f}")
+    return 0
