@@ -21,7 +21,7 @@ from conftest import MODELS, run
 F32 = np.float32
 TOL = 1e-5  # |logit difference| allowed: float32 rounding of the same real-arithmetic result
 # In practice the logits are bit-identical (the hidden state is handed on as count·θ, see
-# recurrent.count_readout); a pre-activation within rounding distance of a level boundary could
+# the readout of spike counts, snn/readout.py); a pre-activation within rounding distance of a level boundary could
 # still put one level apart on some platform, hence the tolerance and the "most rows" checks.
 
 

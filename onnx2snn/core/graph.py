@@ -98,9 +98,11 @@ def is_graph_output(graph: gs.Graph, tensor) -> bool:
     return any(t is tensor for t in graph.outputs)
 
 
-def replace_uses(old, new) -> None:
-    """Make every consumer of ``old`` read ``new`` instead."""
+def replace_uses(old, new, keep=()) -> None:
+    """Make every consumer of ``old`` (but the nodes in ``keep``) read ``new`` instead."""
     for node in list(old.outputs):
+        if any(node is k for k in keep):
+            continue
         for i, t in enumerate(node.inputs):
             if t is old:
                 node.inputs[i] = new

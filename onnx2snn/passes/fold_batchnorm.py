@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value, is_empty, is_graph_output
 
 
@@ -56,7 +57,7 @@ class FoldBatchNormPass:
                 "Gemm": self._fold_gemm,
                 "MatMul": self._fold_matmul,
                 "Add": self._fold_matmul_add,
-            }.get(prev.op, lambda *a: None)(graph, prev, scale, shift, names)
+            }.get(prev.op, lambda *a: None)(graph, prev, scale, shift, Builder(names))
             if folded is None:
                 continue
             out = bn.outputs[0]
@@ -68,11 +69,7 @@ class FoldBatchNormPass:
         graph.cleanup().toposort()
         return PassResult(graph, count)
 
-    @staticmethod
-    def _const(names: NameScope, base: str, value: np.ndarray) -> gs.Constant:
-        return gs.Constant(names.fresh(base), np.ascontiguousarray(value.astype(np.float32)))
-
-    def _fold_conv(self, graph, conv, scale, shift, names) -> gs.Node | None:
+    def _fold_conv(self, graph, conv, scale, shift, build: Builder) -> gs.Node | None:
         w = constant_value(conv.inputs[1])
         if w is None or w.shape[0] != scale.shape[0]:
             return None
@@ -82,15 +79,15 @@ class FoldBatchNormPass:
             return None
         w2 = w.astype(np.float64) * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         b2 = b.astype(np.float64) * scale + shift
-        conv.inputs[1] = self._const(names, conv.inputs[1].name + "_bnfold", w2)
-        bias = self._const(names, (conv.inputs[2].name if has_b else conv.name + ".bias") + "_bnfold", b2)
+        conv.inputs[1] = build.const(conv.inputs[1].name + "_bnfold", w2, np.float32)
+        bias = build.const((conv.inputs[2].name if has_b else conv.name + ".bias") + "_bnfold", b2, np.float32)
         if has_b:
             conv.inputs[2] = bias
         else:
             conv.inputs.append(bias)
         return conv
 
-    def _fold_gemm(self, graph, gemm, scale, shift, names) -> gs.Node | None:
+    def _fold_gemm(self, graph, gemm, scale, shift, build: Builder) -> gs.Node | None:
         b = constant_value(gemm.inputs[1])
         if b is None or b.ndim != 2 or gemm.attrs.get("transA", 0):
             return None
@@ -105,8 +102,8 @@ class FoldBatchNormPass:
         beta_g = float(gemm.attrs.get("beta", 1.0))
         c_full = np.broadcast_to(c.astype(np.float64).reshape(-1), (m,)) * beta_g
         b2 = b.astype(np.float64) * (scale[:, None] if trans_b else scale[None, :])
-        gemm.inputs[1] = self._const(names, gemm.inputs[1].name + "_bnfold", b2)
-        bias = self._const(names, (gemm.inputs[2].name if has_c else gemm.name + ".bias") + "_bnfold", c_full * scale + shift)
+        gemm.inputs[1] = build.const(gemm.inputs[1].name + "_bnfold", b2, np.float32)
+        bias = build.const((gemm.inputs[2].name if has_c else gemm.name + ".bias") + "_bnfold", c_full * scale + shift, np.float32)
         if has_c:
             gemm.inputs[2] = bias
         else:
@@ -114,19 +111,19 @@ class FoldBatchNormPass:
         gemm.attrs["beta"] = 1.0
         return gemm
 
-    def _fold_matmul(self, graph, mm, scale, shift, names) -> gs.Node | None:
+    def _fold_matmul(self, graph, mm, scale, shift, build: Builder) -> gs.Node | None:
         b = constant_value(mm.inputs[1])
         if b is None or b.ndim != 2 or b.shape[1] != scale.shape[0] or constant_value(mm.inputs[0]) is not None:
             return None
-        mm.inputs[1] = self._const(names, mm.inputs[1].name + "_bnfold", b.astype(np.float64) * scale[None, :])
+        mm.inputs[1] = build.const(mm.inputs[1].name + "_bnfold", b.astype(np.float64) * scale[None, :], np.float32)
         out = mm.outputs[0]
-        add = gs.Node("Add", names.fresh((mm.name or "MatMul") + "_bnfold_add"),
-                      inputs=[out, self._const(names, (mm.name or "MatMul") + ".bias_bnfold", shift)],
-                      outputs=[gs.Variable(names.fresh(out.name + "_bnfold"), dtype=out.dtype)])
+        add = build.node("Add", (mm.name or "MatMul") + "_bnfold_add",
+                     inputs=[out, build.const((mm.name or "MatMul") + ".bias_bnfold", shift, np.float32)],
+                     outputs=[build.var(out.name + "_bnfold", out.dtype)])
         graph.nodes.append(add)
         return add
 
-    def _fold_matmul_add(self, graph, add, scale, shift, names) -> gs.Node | None:
+    def _fold_matmul_add(self, graph, add, scale, shift, build: Builder) -> gs.Node | None:
         # MatMul -> Add(constant bias) -> BN
         a, c = add.inputs[0], add.inputs[1]
         if constant_value(a) is not None:
@@ -140,9 +137,7 @@ class FoldBatchNormPass:
         b = constant_value(mm.inputs[1])
         if b is None or b.ndim != 2 or b.shape[1] != scale.shape[0] or constant_value(mm.inputs[0]) is not None:
             return None
-        mm.inputs[1] = self._const(names, mm.inputs[1].name + "_bnfold", b.astype(np.float64) * scale[None, :])
+        mm.inputs[1] = build.const(mm.inputs[1].name + "_bnfold", b.astype(np.float64) * scale[None, :], np.float32)
         bias = np.broadcast_to(cv.astype(np.float64).reshape(-1), scale.shape)
-        for i, t in enumerate(add.inputs):
-            if t is c:
-                add.inputs[i] = self._const(names, c.name + "_bnfold", bias * scale + shift)
+        add.inputs[add.inputs.index(c)] = build.const(c.name + "_bnfold", bias * scale + shift, np.float32)
         return add

@@ -55,10 +55,11 @@ def has_quantized_activations(ann: onnx.ModelProto, activations: list[str]) -> b
     return bool(quantizers) and all(a in quantizers for a in activations)
 
 
-def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
-                  original: onnx.ModelProto | None = None) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
+def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig, original: onnx.ModelProto | None = None,
+                  spike_counts: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], int]:
     """(SNN, θ per neuron, T*) for the canonical quantized ANN ``ann`` (made from ``original``,
-    which the cumulative form rewrites instead, to keep the ANN's own ops)."""
+    which the cumulative form rewrites instead, to keep the ANN's own ops). ``spike_counts``: outputs
+    that are a neuron's spikes are summed as counts times θ (:class:`~onnx2snn.snn.readout.ReadoutPass`)."""
     methods.check(methods.Method.QUANTIZED, config)
     if config.form is Form.CUMULATIVE and original is None:
         raise ConversionError("the cumulative form is built from the original quantized model (its own "
@@ -75,7 +76,7 @@ def build_bif_snn(ann: onnx.ModelProto, config: ConvertConfig,
         return build_cumulative_snn(original, config.timesteps, len(quantizers)), thresholds, needed
     AddTimeAxisPass(config.timesteps)(graph)
     SAnalogEncodingPass(config.timesteps, constant_terms(ann))(graph)
-    ReadoutPass(config.timesteps, reduce="sum")(graph)
+    ReadoutPass(config.timesteps, reduce="sum", spike_counts=spike_counts)(graph)
     return export_graph(graph, like=ann), thresholds, needed
 
 

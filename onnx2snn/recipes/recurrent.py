@@ -21,7 +21,7 @@ replaces the original one inside the same ``Scan``, so the SNN runs
 
 and the layers outside the recurrence (the readout of h_S, shape arithmetic)
 stay analog, as the last layer of a feed-forward SNN does. The hidden state is
-summed as spike counts times θ (:func:`count_readout`), so in float32 it is
+summed as spike counts times θ (``ReadoutPass(spike_counts=True)``), so in float32 it is
 bit-identical to the quantizer's output, not just equal up to rounding.
 
 **Guarantee.** Let T* be the cell's guaranteed step count
@@ -65,11 +65,9 @@ import onnx
 import onnx.helper as oh
 from onnx import numpy_helper
 
-import onnx_graphsurgeon as gs
-
 from .. import methods
 from ..config import ConvertConfig
-from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION, NameScope, export_graph, import_model, producer
+from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION
 from ..errors import ConversionError, UnsupportedOpError
 from ..passes.activations import activation_names
 from ..passes.canonicalize import canonicalize
@@ -340,8 +338,7 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
     cell, states, outputs = made
     try:
         ann = canonicalize(cell)
-        snn, thresholds, needed = build_bif_snn(ann, config, cell)
-        snn = count_readout(snn)
+        snn, thresholds, needed = build_bif_snn(ann, config, cell, spike_counts=True)
     except UnsupportedOpError as exc:
         offenders.extend(_annotated(exc, scan))
         return None
@@ -358,43 +355,6 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
     running = {o.name.removesuffix(RUNNING_SUFFIX): o for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)}
     return snn.graph, running, info, {"states": states, "outputs": outputs, "body_inputs": [i.name for i in body_in],
                                      "thresholds": thresholds, "quantizers": _quantizers(ann)}
-
-
-def count_readout(snn: onnx.ModelProto) -> onnx.ModelProto:
-    """Sum spike *counts* for every output that is a BIFNeuron's summed spikes, then scale by θ once.
-
-    The readout of a BIF graph sums the spikes ±θ over the steps in float32, which rounds
-    differently from the quantizer's γ·q (θ + θ + θ ≠ fl(3θ) in general): harmless for one
-    network, but a recurrence feeds the hidden state back 784 times, and a last-bit difference
-    can move a later pre-activation across a level boundary. Here the readout sums
-    y_t/θ ∈ {−1, 0, 1} (exact small integers) and multiplies the count q by θ: fl(q·θ), which is
-    bit-identical to the quantizer's fl(fl(q/L)·λ) when L is a power of two (θ = λ/L exactly),
-    and to a chain that multiplies q by γ. Outputs of other producers are left as they are.
-    Same values in real arithmetic; the pattern matched is the one ReadoutPass writes
-    (BIFNeuron → Reshape → MatMul → Reshape → Gather).
-    """
-    graph = import_model(snn)
-    names = NameScope(graph)
-    for out in list(graph.outputs):
-        gather = producer(out)
-        unflatten = producer(gather.inputs[0]) if gather is not None and gather.op == "Gather" else None
-        matmul = producer(unflatten.inputs[0]) if unflatten is not None and unflatten.op == "Reshape" else None
-        flat = producer(matmul.inputs[1]) if matmul is not None and matmul.op == "MatMul" else None
-        neuron = producer(flat.inputs[0]) if flat is not None and flat.op == "Reshape" else None
-        if neuron is None or neuron.op != "BIFNeuron" or not isinstance(neuron.inputs[1], gs.Constant):
-            continue
-        theta, spikes = neuron.inputs[1], flat.inputs[0]
-        if theta.values.size > 1 and (spikes.shape is None or len(spikes.shape) != 2):
-            continue  # a per-channel θ would not broadcast along axis 1 of a rank > 2 tensor
-        counts = gs.Variable(names.fresh(spikes.name + "_counts"), dtype=np.float32)
-        running, running_counts = unflatten.outputs[0], gs.Variable(names.fresh(out.name + "_running_counts"),
-                                                                      dtype=np.float32)
-        unflatten.outputs[0] = running_counts
-        flat.inputs[0] = counts
-        graph.nodes += [gs.Node("Div", names.fresh(spikes.name + "/count"), inputs=[spikes, theta], outputs=[counts]),
-                        gs.Node("Mul", names.fresh(out.name + "/count_times_threshold"),
-                                inputs=[running_counts, theta], outputs=[running])]
-    return export_graph(graph, like=snn)
 
 
 def _quantizers(ann: onnx.ModelProto) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
+from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult
 
 RUNNING_SUFFIX = "_running_mean"
@@ -38,79 +39,105 @@ def running_mean_matrix(timesteps: int, reduce: str = "mean") -> np.ndarray:
 
 
 class ReadoutPass:
-    def __init__(self, timesteps: int, reduce: str = "mean"):
+    """``reduce``: mean (rate-coded SNNs), sum (BIF SNNs) or last (cumulative form).
+
+    ``spike_counts`` (a sum readout of a recurrent cell): an output that is a BIFNeuron's spikes
+    with one constant θ is summed as counts, then scaled by θ once. The sum of the spikes ±θ in
+    float32 rounds differently from the quantizer's γ·q (θ + θ + θ ≠ fl(3θ) in general): harmless
+    for one network, but a recurrence feeds the hidden state back 784 times, and a last-bit
+    difference can move a later pre-activation across a level boundary. Summing y_t/θ ∈ {−1, 0, 1}
+    (exact small integers) and multiplying the count q by θ gives fl(q·θ), which is bit-identical
+    to the quantizer's fl(fl(q/L)·λ) when L is a power of two (θ = λ/L exactly), and to a chain that
+    multiplies q by γ. Same values in real arithmetic; other outputs are read out as they are.
+    """
+
+    def __init__(self, timesteps: int, reduce: str = "mean", spike_counts: bool = False):
         if reduce not in ("mean", "sum", "last"):
             raise ConversionError(f"readout reduce must be 'mean', 'sum' or 'last', got {reduce!r}")
         self.timesteps = int(timesteps)
         self.reduce = reduce
+        self.spike_counts = spike_counts and reduce == "sum"
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
-        T = self.timesteps
         new_outputs, running_outputs = [], []
         for orig in list(graph.outputs):
-            if orig.shape is None or len(orig.shape) < 1 or not all(isinstance(d, int) for d in orig.shape[1:]):
-                raise ConversionError(
-                    f"graph output '{orig.name}' has shape {orig.shape}; the readout needs every dimension "
-                    "but the batch to be static (export with fixed feature sizes)")
-            if orig.dtype is not None and np.dtype(orig.dtype) != np.float32:
-                raise ConversionError(f"graph output '{orig.name}' is {np.dtype(orig.dtype)}; only float32 "
-                                      "outputs can be averaged over time")
-            base, batch, dims = orig.name, orig.shape[0], [int(d) for d in orig.shape[1:]]
-            final = orig.inputs[0] if len(orig.inputs) else None
-            softmax = final if final is not None and final.op in ("Softmax", "LogSoftmax") \
-                and not orig.outputs else None
-            if softmax is not None:  # detach it; it is applied again after the averaging
-                y = softmax.inputs[0]
-                softmax.outputs.clear()
-                softmax.inputs.clear()
-            else:  # the per-step tensor gives its name up to the mean
-                y = orig
-                y.name = names.fresh(base + "_per_step")
-                y.shape = None  # it now holds T·N rows
-            out = gs.Variable(base, dtype=np.float32, shape=[batch] + dims)
-
-            def var(suffix):
-                return gs.Variable(names.fresh(base + suffix), dtype=np.float32)
-
-            def const(suffix, value):
-                return gs.Constant(names.fresh(base + suffix), value)
-
-            flat, run_flat = var("_steps_flat"), var("_running_flat")
-            running = var("_running_raw") if softmax is not None else var(RUNNING_SUFFIX)
-            mean = var("_mean_raw") if softmax is not None else out
-            graph.nodes.append(gs.Node("Reshape", names.fresh(base + "/readout_reshape"),
-                                       inputs=[y, const("_steps_shape", np.array([T, -1], np.int64))],
-                                       outputs=[flat]))
-            if self.reduce == "last":
-                run_flat = flat
-            else:
-                graph.nodes.append(gs.Node("MatMul", names.fresh(base + "/readout_running_mean"),
-                                           inputs=[const("_running_matrix", running_mean_matrix(T, self.reduce)),
-                                                   flat], outputs=[run_flat]))
-            graph.nodes += [
-                gs.Node("Reshape", names.fresh(base + "/readout_unflatten"),
-                        inputs=[run_flat, const("_running_shape", np.array([T, -1] + dims, np.int64))],
-                        outputs=[running]),
-                gs.Node("Gather", names.fresh(base + "/readout_last"), attrs={"axis": 0},
-                        inputs=[running, const("_last_step", np.array(T - 1, np.int64))], outputs=[mean]),
-            ]
-            if softmax is not None:
-                rank = len(dims) + 1
-                axis = int(softmax.attrs.get("axis", -1 if graph.opset >= 13 else 1))
-                axis = axis + rank if axis < 0 else axis
-                if axis == 0:
-                    raise ConversionError(f"node '{softmax.name}' ({softmax.op}) normalises over the batch axis")
-                running_final = var(RUNNING_SUFFIX)
-                graph.nodes += [
-                    gs.Node(softmax.op, softmax.name, attrs={"axis": axis}, inputs=[mean], outputs=[out]),
-                    gs.Node(softmax.op, names.fresh(softmax.name + RUNNING_SUFFIX), attrs={"axis": axis + 1},
-                            inputs=[running], outputs=[running_final]),
-                ]
-                running = running_final
-            running.shape = [T, batch] + dims
+            out, running = self._readout(graph, orig, names)
             new_outputs.append(out)
             running_outputs.append(running)
         graph.outputs = new_outputs + running_outputs
         graph.cleanup().toposort()
         return PassResult(graph, len(new_outputs))
+
+    def _readout(self, graph: gs.Graph, orig: gs.Variable, names: NameScope) -> tuple[gs.Variable, gs.Variable]:
+        """(the mean output replacing ``orig``, its running output [T, N, ...]), nodes added to ``graph``."""
+        T = self.timesteps
+        if orig.shape is None or len(orig.shape) < 1 or not all(isinstance(d, int) for d in orig.shape[1:]):
+            raise ConversionError(
+                f"graph output '{orig.name}' has shape {orig.shape}; the readout needs every dimension "
+                "but the batch to be static (export with fixed feature sizes)")
+        if orig.dtype is not None and np.dtype(orig.dtype) != np.float32:
+            raise ConversionError(f"graph output '{orig.name}' is {np.dtype(orig.dtype)}; only float32 "
+                                  "outputs can be averaged over time")
+        base, batch, dims = orig.name, orig.shape[0], [int(d) for d in orig.shape[1:]]
+        b = Builder(names, base)
+        final = orig.inputs[0] if len(orig.inputs) else None
+        softmax = final if final is not None and final.op in ("Softmax", "LogSoftmax") \
+            and not orig.outputs else None
+        if softmax is not None:  # detach it; it is applied again after the averaging
+            y = softmax.inputs[0]
+            softmax.outputs.clear()
+            softmax.inputs.clear()
+        else:  # the per-step tensor gives its name up to the mean
+            y = orig
+            y.name = names.fresh(base + "_per_step")
+            y.shape = None  # it now holds T·N rows
+        out = gs.Variable(base, dtype=np.float32, shape=[batch] + dims)
+        theta = self._spike_amplitude(y) if softmax is None else None
+        if theta is not None:  # sum counts y/θ, scale by θ after the sum
+            counts = b.scoped(y.name).var("_counts")
+            graph.nodes.append(b.scoped(y.name).node("Div", "/count", [y, theta], [counts]))
+            y = counts
+        flat, run_flat = b.var("_steps_flat"), b.var("_running_flat")
+        running = b.var("_running_raw") if softmax is not None else b.var(RUNNING_SUFFIX)
+        mean = b.var("_mean_raw") if softmax is not None else out
+        graph.nodes.append(b.node("Reshape", "/readout_reshape", [y, b.const("_steps_shape", [T, -1], np.int64)],
+                                  [flat]))
+        if self.reduce == "last":
+            run_flat = flat
+        else:
+            graph.nodes.append(b.node("MatMul", "/readout_running_mean",
+                                      [b.const("_running_matrix", running_mean_matrix(T, self.reduce)), flat],
+                                      [run_flat]))
+        unflat = running if theta is None else b.var("_running_counts")
+        graph.nodes.append(b.node("Reshape", "/readout_unflatten",
+                                  [run_flat, b.const("_running_shape", [T, -1] + dims, np.int64)], [unflat]))
+        if theta is not None:
+            graph.nodes.append(b.node("Mul", "/count_times_threshold", [unflat, theta], [running]))
+        graph.nodes.append(b.node("Gather", "/readout_last", [running, b.const("_last_step", T - 1, np.int64)],
+                                  [mean], {"axis": 0}))
+        if softmax is not None:
+            rank = len(dims) + 1
+            axis = int(softmax.attrs.get("axis", -1 if graph.opset >= 13 else 1))
+            axis = axis + rank if axis < 0 else axis
+            if axis == 0:
+                raise ConversionError(f"node '{softmax.name}' ({softmax.op}) normalises over the batch axis")
+            running_final = b.var(RUNNING_SUFFIX)
+            graph.nodes += [
+                gs.Node(softmax.op, softmax.name, attrs={"axis": axis}, inputs=[mean], outputs=[out]),
+                gs.Node(softmax.op, names.fresh(softmax.name + RUNNING_SUFFIX), attrs={"axis": axis + 1},
+                        inputs=[running], outputs=[running_final]),
+            ]
+            running = running_final
+        running.shape = [T, batch] + dims
+        return out, running
+
+    def _spike_amplitude(self, y) -> gs.Constant | None:
+        """θ of a BIFNeuron writing ``y`` when its spikes can be read as counts (one constant θ), else None."""
+        if not self.spike_counts or not y.inputs:
+            return None
+        neuron = y.inputs[0]
+        theta = neuron.inputs[1] if neuron.op == "BIFNeuron" and len(neuron.inputs) > 1 else None
+        if not isinstance(theta, gs.Constant) or np.asarray(theta.values).size != 1:
+            return None  # a per-channel θ would need the channel axis of a rank > 2 tensor
+        return theta

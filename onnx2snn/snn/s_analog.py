@@ -37,7 +37,8 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
-from ..core.graph import NameScope, PassResult, export_graph, import_model
+from ..core.builder import Builder
+from ..core.graph import NameScope, PassResult, export_graph, import_model, replace_uses
 from ..passes.quantizers import quantizers_from_metadata
 from ..neurons.bipolar.lowering import neuron_nodes
 
@@ -96,26 +97,23 @@ class SAnalogEncodingPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
+        b = Builder(names)
         T = self.timesteps
         source = next((x for x in graph.inputs if x.outputs), None)
         if source is None:
             return PassResult(graph, 0)
-        shape = gs.Variable(names.fresh("s_analog_input_shape"), dtype=np.int64)
-        batch = gs.Variable(names.fresh("s_analog_batch"), dtype=np.int64)
-        ones_shape = gs.Variable(names.fresh("s_analog_ones_shape"), dtype=np.int64)
-        ones = gs.Variable(names.fresh("s_analog_ones"), dtype=np.float32)
-
-        def const(base, value):
-            return gs.Constant(names.fresh(base), np.asarray(value))
+        shape = b.var("s_analog_input_shape", np.int64)
+        batch = b.var("s_analog_batch", np.int64)
+        ones_shape = b.var("s_analog_ones_shape", np.int64)
+        ones = b.var("s_analog_ones", np.float32)
 
         graph.nodes += [
-            gs.Node("Shape", names.fresh("s_analog/shape"), inputs=[source], outputs=[shape]),
-            gs.Node("Gather", names.fresh("s_analog/batch"), attrs={"axis": 0},
-                    inputs=[shape, const("s_analog_axis0", np.array([0], np.int64))], outputs=[batch]),
-            gs.Node("Concat", names.fresh("s_analog/ones_shape"), attrs={"axis": 0},
-                    inputs=[const("s_analog_one", np.array([1], np.int64)), batch], outputs=[ones_shape]),
-            gs.Node("ConstantOfShape", names.fresh("s_analog/ones"),
-                    attrs={"value": gs.Constant("s_analog_one_f", np.array([1.0], np.float32))},
+            b.node("Shape", "s_analog/shape", inputs=[source], outputs=[shape]),
+            b.node("Gather", "s_analog/batch", attrs={"axis": 0},
+                    inputs=[shape, b.const("s_analog_axis0", np.array([0], np.int64))], outputs=[batch]),
+            b.node("Concat", "s_analog/ones_shape", attrs={"axis": 0},
+                    inputs=[b.const("s_analog_one", np.array([1], np.int64)), batch], outputs=[ones_shape]),
+            b.node("ConstantOfShape", "s_analog/ones", attrs={"value": gs.Constant("s_analog_one_f", np.array([1.0], np.float32))},
                     inputs=[ones_shape], outputs=[ones]),
         ]
         first = np.zeros((T, 1), np.float32)
@@ -126,13 +124,11 @@ class SAnalogEncodingPass:
             """[T·N, 1, ..., 1] (rank) holding [t = 0] ("first") or [t ≥ 1] ("rest")."""
             if (kind, rank) not in masks:
                 steps = first if kind == "first" else 1.0 - first
-                grid = gs.Variable(names.fresh(f"s_analog_{kind}_grid"), dtype=np.float32)
-                out = gs.Variable(names.fresh(f"s_analog_{kind}_rank{rank}"), dtype=np.float32)
+                grid = b.var(f"s_analog_{kind}_grid", np.float32)
+                out = b.var(f"s_analog_{kind}_rank{rank}", np.float32)
                 graph.nodes += [
-                    gs.Node("Mul", names.fresh(f"s_analog/{kind}_grid"),
-                            inputs=[const(f"s_analog_{kind}_steps", steps), ones], outputs=[grid]),
-                    gs.Node("Reshape", names.fresh(f"s_analog/{kind}_rank{rank}"),
-                            inputs=[grid, const("s_analog_shape", np.array([-1] + [1] * (rank - 1), np.int64))],
+                    b.node("Mul", f"s_analog/{kind}_grid", inputs=[b.const(f"s_analog_{kind}_steps", steps), ones], outputs=[grid]),
+                    b.node("Reshape", f"s_analog/{kind}_rank{rank}", inputs=[grid, b.const("s_analog_shape", np.array([-1] + [1] * (rank - 1), np.int64))],
                             outputs=[out]),
                 ]
                 masks[(kind, rank)] = out
@@ -142,25 +138,21 @@ class SAnalogEncodingPass:
         for x in graph.inputs:  # the analog input at step 0 only
             for tile in [n for n in x.outputs if n.op == "Tile"]:
                 tiled = tile.outputs[0]
-                encoded = gs.Variable(names.fresh(x.name + "_s_analog"), dtype=x.dtype)
-                users = list(tiled.outputs)
-                graph.nodes.append(gs.Node("Mul", names.fresh(x.name + "/s_analog"),
-                                           inputs=[tiled, mask("first", len(x.shape))], outputs=[encoded]))
-                for node in users:
-                    for i, t in enumerate(node.inputs):
-                        if t is tiled:
-                            node.inputs[i] = encoded
+                encoded = b.var(x.name + "_s_analog", x.dtype)
+                first_step = b.node("Mul", x.name + "/s_analog", inputs=[tiled, mask("first", len(x.shape))],
+                                    outputs=[encoded])
+                graph.nodes.append(first_step)
+                replace_uses(tiled, encoded, keep=[first_step])
                 count += 1
 
         def correct(tensor, value: np.ndarray) -> gs.Variable:
             """tensor − [t ≥ 1]·c as a new tensor."""
             value = np.asarray(value, np.float32)
-            term = gs.Variable(names.fresh(tensor.name + "_constant_term"), dtype=np.float32)
-            fixed = gs.Variable(names.fresh(tensor.name + "_sum_coded"), dtype=np.float32)
+            term = b.var(tensor.name + "_constant_term", np.float32)
+            fixed = b.var(tensor.name + "_sum_coded", np.float32)
             graph.nodes += [
-                gs.Node("Mul", names.fresh(tensor.name + "/constant_term"),
-                        inputs=[mask("rest", value.ndim), const(tensor.name + "_constant", value)], outputs=[term]),
-                gs.Node("Sub", names.fresh(tensor.name + "/once"), inputs=[tensor, term], outputs=[fixed]),
+                b.node("Mul", tensor.name + "/constant_term", inputs=[mask("rest", value.ndim), b.const(tensor.name + "_constant", value)], outputs=[term]),
+                b.node("Sub", tensor.name + "/once", inputs=[tensor, term], outputs=[fixed]),
             ]
             return fixed
 
@@ -181,7 +173,7 @@ class SAnalogEncodingPass:
             if not np.any(value != 0):
                 continue
             if final is out:  # the output's producer writes a new tensor; the Sub writes the output
-                raw = gs.Variable(names.fresh(out.name + "_with_constant"), dtype=out.dtype)
+                raw = b.var(out.name + "_with_constant", out.dtype)
                 producer = out.inputs[0]
                 producer.outputs[list(producer.outputs).index(out)] = raw
                 fixed = correct(raw, value)

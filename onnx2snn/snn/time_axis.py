@@ -16,7 +16,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ..errors import ConversionError
-from ..core.graph import NameScope, PassResult, constant_value, is_graph_output
+from ..core.builder import Builder
+from ..core.graph import NameScope, PassResult, constant_value, is_graph_output, replace_uses
 
 
 class AddTimeAxisPass:
@@ -33,18 +34,13 @@ class AddTimeAxisPass:
                                       "input shapes (e.g. [batch, C, H, W])")
             if isinstance(x.shape[0], int) and x.shape[0] > 0:
                 fixed_batches.add(int(x.shape[0]))
-            users = list(x.outputs)
-            if not users:
+            if not x.outputs:
                 continue
+            b = Builder(names, x.name)
             repeats = np.array([self.timesteps] + [1] * (len(x.shape) - 1), dtype=np.int64)
-            tiled = gs.Variable(names.fresh(x.name + "_time_tiled"), dtype=x.dtype)
-            tile = gs.Node("Tile", names.fresh(x.name + "_time_tile"),
-                           inputs=[x, gs.Constant(names.fresh(x.name + "_time_repeats"), repeats)],
-                           outputs=[tiled])
-            for node in users:
-                for i, t in enumerate(node.inputs):
-                    if t is x:
-                        node.inputs[i] = tiled
+            tiled = b.var("_time_tiled", x.dtype)
+            tile = b.node("Tile", "_time_tile", inputs=[x, b.const("_time_repeats", repeats)], outputs=[tiled])
+            replace_uses(x, tiled, keep=[tile])
             graph.nodes.append(tile)
             count += 1
         for node in graph.nodes:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ...core.builder import Builder
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
 from ...core.builder import INT64_MAX, unfold_time_nodes
 from .step import if_step_nodes
@@ -43,33 +44,25 @@ class PortableNeuronsPass:
             reset = node.attrs.get("reset", "subtract")
             timesteps = int(node.attrs.get("timesteps", self.timesteps))
             p = a.name
+            b = Builder(names, p)
 
-            def var(suffix, dtype=np.float32):
-                return gs.Variable(names.fresh(p + suffix), dtype=dtype)
-
-            def const(suffix, value):
-                return gs.Constant(names.fresh(p + suffix), np.asarray(value))
-
-            xs_shape, step_shape = var("_xs_shape_actual", np.int64), var("_step_shape", np.int64)
-            v_start, v_end, ys = var("_v_start"), var("_v_end"), var("_ys")
-            one, big = const("_one", np.array([1], np.int64)), const("_end", np.array([INT64_MAX], np.int64))
+            xs_shape, step_shape = b.var("_xs_shape_actual", np.int64), b.var("_step_shape", np.int64)
+            v_start, v_end, ys = b.var("_v_start"), b.var("_v_end"), b.var("_ys")
+            one, big = b.const("_one", np.array([1], np.int64)), b.const("_end", np.array([INT64_MAX], np.int64))
             nodes, xs, shape = unfold_time_nodes(names, p, x, timesteps, shapes[x.name][1:])
             nodes += [
-                gs.Node("Shape", names.fresh(p + "/xs_shape"), inputs=[xs], outputs=[xs_shape]),
-                gs.Node("Slice", names.fresh(p + "/step_shape"), inputs=[xs_shape, one, big], outputs=[step_shape]),
+                b.node("Shape", "/xs_shape", inputs=[xs], outputs=[xs_shape]),
+                b.node("Slice", "/step_shape", inputs=[xs_shape, one, big], outputs=[step_shape]),
             ]
             if v0 is None:
-                nodes.append(gs.Node("ConstantOfShape", names.fresh(p + "/v_zero"),
-                                     attrs={"value": gs.Constant("zero", np.zeros(1, np.float32))},
+                nodes.append(b.node("ConstantOfShape", "/v_zero", attrs={"value": gs.Constant("zero", np.zeros(1, np.float32))},
                                      inputs=[step_shape], outputs=[v_start]))
             else:
-                nodes.append(gs.Node("Expand", names.fresh(p + "/v_init"),
-                                     inputs=[const("_v_init", v0), step_shape], outputs=[v_start]))
+                nodes.append(b.node("Expand", "/v_init", inputs=[b.const("_v_init", v0), step_shape], outputs=[v_start]))
             nodes += [
-                gs.Node("Scan", names.fresh(p + "/steps"),
-                        attrs={"body": self._body(p, theta, reset, opset, shapes[x.name]), "num_scan_inputs": 1},
+                b.node("Scan", "/steps", attrs={"body": self._body(p, theta, reset, opset, shapes[x.name]), "num_scan_inputs": 1},
                         inputs=[v_start, xs], outputs=[v_end, ys]),
-                gs.Node("Reshape", names.fresh(p + "/fold_time"), inputs=[ys, shape], outputs=[a]),
+                b.node("Reshape", "/fold_time", inputs=[ys, shape], outputs=[a]),
             ]
             node.outputs.clear()
             node.inputs.clear()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...core.builder import greater_or_equal_nodes
+from ...core.builder import Builder, greater_or_equal_nodes
 from ...core.graph import NameScope
 from ...errors import ConversionError
 
@@ -30,22 +30,20 @@ def if_step_nodes(names: NameScope, prefix: str, x, v, theta: np.ndarray, reset:
         raise ConversionError(f"'{prefix}': the standard-op IF step needs opset >= 11 (GreaterOrEqual, or "
                               f"Greater/Equal on floats); the model has opset {opset}: re-export it or use "
                               "the folded form")
-    th = gs.Constant(names.fresh(prefix + "_theta"), np.asarray(theta, np.float32))
-    zero = gs.Constant(names.fresh(prefix + "_zero"), np.array(0.0, np.float32))
+    b = Builder(names, prefix)
+    th = b.const("_theta", np.asarray(theta, np.float32))
+    zero = b.const("_zero", np.array(0.0, np.float32))
 
-    def var(suffix, dtype=np.float32):
-        return gs.Variable(names.fresh(prefix + suffix), dtype=dtype)
-
-    v1, spike = var("_v_integrated"), var("_spike", np.bool_)
-    nodes = [gs.Node("Add", names.fresh(prefix + "/integrate"), inputs=[v, x], outputs=[v1])]
+    v1, spike = b.var("_v_integrated"), b.var("_spike", np.bool_)
+    nodes = [b.node("Add", "/integrate", inputs=[v, x], outputs=[v1])]
     nodes += greater_or_equal_nodes(names, prefix, v1, th, spike, opset)
-    nodes.append(gs.Node("Where", names.fresh(prefix + "/emit"), inputs=[spike, th, zero], outputs=[y]))
+    nodes.append(b.node("Where", "/emit", inputs=[spike, th, zero], outputs=[y]))
     if reset == "subtract":
-        lowered = var("_v_lowered")
-        nodes += [gs.Node("Sub", names.fresh(prefix + "/lower"), inputs=[v1, th], outputs=[lowered]),
-                  gs.Node("Where", names.fresh(prefix + "/reset"), inputs=[spike, lowered, v1], outputs=[v_next])]
+        lowered = b.var("_v_lowered")
+        nodes += [b.node("Sub", "/lower", inputs=[v1, th], outputs=[lowered]),
+                  b.node("Where", "/reset", inputs=[spike, lowered, v1], outputs=[v_next])]
     elif reset == "zero":
-        nodes.append(gs.Node("Where", names.fresh(prefix + "/reset"), inputs=[spike, zero, v1], outputs=[v_next]))
+        nodes.append(b.node("Where", "/reset", inputs=[spike, zero, v1], outputs=[v_next]))
     else:
         raise ConversionError(f"'{prefix}': unknown reset {reset!r}")
     return nodes

@@ -26,7 +26,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
-from ...core.builder import greater_or_equal_nodes, unfold_time_nodes
+from ...core.builder import Builder, greater_or_equal_nodes, unfold_time_nodes
 from ..params import neuron_params
 from ...core.shapes import tensor_shapes
 
@@ -46,34 +46,29 @@ class PortableTSNeuronsPass:
             theta, v0 = neuron_params(node, rank)
             T = int(node.attrs.get("timesteps", self.timesteps))
             p = a.name
-
-            def var(suffix, dtype=np.float32):
-                return gs.Variable(names.fresh(p + suffix), dtype=dtype)
-
-            def const(suffix, value):
-                return gs.Constant(names.fresh(p + suffix), np.asarray(value))
+            b = Builder(names, p)
 
             nodes, xs, shape = unfold_time_nodes(names, p, x, T, shapes[x.name][1:])
-            v = None if v0 is None else const("_v_init", v0)
+            v = None if v0 is None else b.const("_v_init", v0)
             for t in range(T):
-                x_t = var(f"_x{t}")
-                nodes.append(gs.Node("Gather", names.fresh(p + f"/step{t}"), attrs={"axis": 0},
-                                     inputs=[xs, const(f"_t{t}", np.array(t, np.int64))], outputs=[x_t]))
+                x_t = b.var(f"_x{t}")
+                nodes.append(b.node("Gather", f"/step{t}", attrs={"axis": 0},
+                                     inputs=[xs, b.const(f"_t{t}", np.array(t, np.int64))], outputs=[x_t]))
                 if v is None:
                     v = x_t
                     continue
-                v_next = var(f"_v{t}")
-                nodes.append(gs.Node("Add", names.fresh(p + f"/integrate{t}"), inputs=[v, x_t], outputs=[v_next]))
+                v_next = b.var(f"_v{t}")
+                nodes.append(b.node("Add", f"/integrate{t}", inputs=[v, x_t], outputs=[v_next]))
                 v = v_next
-            th = const("_theta", theta)
-            q, fire, ys = var("_count"), var("_fire", np.bool_), var("_ys")
+            th = b.const("_theta", theta)
+            q, fire, ys = b.var("_count"), b.var("_fire", np.bool_), b.var("_ys")
             levels = np.arange(1, T + 1).astype(np.float32).reshape([T] + [1] * rank)
-            nodes.append(gs.Node("Div", names.fresh(p + "/count"), inputs=[v, th], outputs=[q]))
-            nodes += greater_or_equal_nodes(names, p, q, const("_levels", levels), fire, opset)
+            nodes.append(b.node("Div", "/count", inputs=[v, th], outputs=[q]))
+            nodes += greater_or_equal_nodes(names, p, q, b.const("_levels", levels), fire, opset)
             nodes += [
-                gs.Node("Where", names.fresh(p + "/emit"), inputs=[fire, th, const("_zero", np.float32(0))],
+                b.node("Where", "/emit", inputs=[fire, th, b.const("_zero", np.float32(0))],
                         outputs=[ys]),
-                gs.Node("Reshape", names.fresh(p + "/fold_time"), inputs=[ys, shape], outputs=[a]),
+                b.node("Reshape", "/fold_time", inputs=[ys, shape], outputs=[a]),
             ]
             node.outputs.clear()
             node.inputs.clear()

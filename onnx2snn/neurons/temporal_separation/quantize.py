@@ -24,6 +24,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from ...errors import ConversionError
+from ...core.builder import Builder
 from ...core.graph import NameScope, PassResult
 from ..params import broadcast_threshold
 from ...core.shapes import tensor_shapes
@@ -51,24 +52,19 @@ class QuantizeActivationsPass:
                                       "of its input; export the model with shapes")
             theta = broadcast_threshold(theta, rank or 2)
             p = a.name
+            b = Builder(names, p)
 
-            def const(suffix, value):
-                return gs.Constant(names.fresh(p + suffix), np.asarray(value, np.float32))
-
-            def var(suffix):
-                return gs.Variable(names.fresh(p + suffix), dtype=np.float32)
-
-            scaled, shifted, floored, low, levels = (var(s) for s in
+            scaled, shifted, floored, low, levels = (b.var(s) for s in
                                                      ("_scaled", "_shifted", "_floor", "_low", "_levels"))
             graph.nodes += [
-                gs.Node("Mul", names.fresh(p + "/scale"), inputs=[x, const("_steps_per_theta", T / theta)],
+                b.node("Mul", "/scale", inputs=[x, b.const("_steps_per_theta", T / theta, np.float32)],
                         outputs=[scaled]),
-                gs.Node("Add", names.fresh(p + "/offset"), inputs=[scaled, const("_offset", self.offset)],
+                b.node("Add", "/offset", inputs=[scaled, b.const("_offset", self.offset, np.float32)],
                         outputs=[shifted]),
-                gs.Node("Floor", names.fresh(p + "/floor"), inputs=[shifted], outputs=[floored]),
-                gs.Node("Max", names.fresh(p + "/clip_low"), inputs=[floored, const("_zero", 0.0)], outputs=[low]),
-                gs.Node("Min", names.fresh(p + "/clip_high"), inputs=[low, const("_top", T)], outputs=[levels]),
-                gs.Node("Mul", names.fresh(p + "/rescale"), inputs=[levels, const("_step", theta / T)], outputs=[a]),
+                b.node("Floor", "/floor", inputs=[shifted], outputs=[floored]),
+                b.node("Max", "/clip_low", inputs=[floored, b.const("_zero", 0.0, np.float32)], outputs=[low]),
+                b.node("Min", "/clip_high", inputs=[low, b.const("_top", T, np.float32)], outputs=[levels]),
+                b.node("Mul", "/rescale", inputs=[levels, b.const("_step", theta / T, np.float32)], outputs=[a]),
             ]
             node.outputs.clear()
             node.inputs.clear()
