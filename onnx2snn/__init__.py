@@ -16,11 +16,12 @@ from .errors import (CalibrationError, ConfigError, ConversionError, DataError, 
 from .io import load_model, save_model  # noqa: E402
 from .pipeline import ConversionResult, build_snn, convert, prepare  # noqa: E402
 from .runtime import EvaluationResult, InferenceSession, evaluate  # noqa: E402
+from .runtime.streaming import StreamingSession  # noqa: E402
 
 __all__ = [
     "__version__", "get_library_path", "register", "ConvertConfig", "Reset", "ThresholdMethod",
     "ThresholdSpec", "CalibrationError", "ConfigError", "ConversionError", "DataError",
     "InvalidModelError", "Onnx2SnnError", "UnsupportedOpError", "load_model", "save_model",
     "ConversionResult", "build_snn", "convert", "prepare", "EvaluationResult", "InferenceSession",
-    "evaluate",
+    "evaluate", "StreamingSession",
 ]

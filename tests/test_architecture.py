@@ -17,7 +17,7 @@ LAYERS = [
     {"passes"},
     {"calibration", "neurons", "snn"},
     {"recipes"},
-    {"pipeline", "runtime", "inspection"},
+    {"pipeline", "runtime", "streaming", "inspection"},
     {"cli", "__init__", "__main__"},
 ]
 
@@ -116,3 +116,16 @@ def test_layers_import_downwards():
 
 def test_checker_sees_cycles():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_deprecated_streaming_path_still_works():
+    import importlib
+    import sys
+
+    import pytest
+
+    import onnx2snn
+    sys.modules.pop("onnx2snn.streaming", None)
+    with pytest.warns(DeprecationWarning, match="onnx2snn.StreamingSession"):
+        module = importlib.import_module("onnx2snn.streaming")
+    assert module.StreamingSession is onnx2snn.StreamingSession
