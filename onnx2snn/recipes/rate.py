@@ -27,7 +27,7 @@ from ..core.graph import export_graph, import_model
 from ..data import ArrayDataReader, calibration_feeds, model_inputs
 from ..errors import CalibrationError, ConfigError
 from ..neurons.integrate_fire.portable import PortableNeuronsPass
-from ..neurons.integrate_fire.streaming import StreamingFormPass
+from ..neurons.integrate_fire.streaming_form import StreamingFormPass
 from ..neurons.temporal_separation.exactness import check_exact_pools, latency_steps, spiking_depth
 from ..neurons.temporal_separation.portable import PortableTSNeuronsPass
 from ..passes.activations import activation_names, activation_nodes

@@ -1,6 +1,6 @@
 """Running a streaming-form SNN: one onnxruntime run per time step, state carried by the caller.
 
-A model converted with ``form=streaming`` (:mod:`onnx2snn.neurons.integrate_fire.streaming`)
+A model converted with ``form=streaming`` (:mod:`onnx2snn.neurons.integrate_fire.streaming_form`)
 lists its state in its metadata (:mod:`onnx2snn.metadata`: the state inputs, the
 matching outputs, i.e. the state after the step, and the initial values of the
 states that do not start at 0, i.e. membrane potentials with v_init).
