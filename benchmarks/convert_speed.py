@@ -21,7 +21,8 @@ import numpy as np  # noqa: E402
 
 import onnx2snn  # noqa: E402
 from _resnet50 import resnet50  # noqa: E402
-from onnx2snn.pipeline import activation_names, build_snn, prepare  # noqa: E402
+from onnx2snn.passes.activations import activation_names  # noqa: E402
+from onnx2snn.pipeline import build_snn, prepare  # noqa: E402
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ import json, resource, sys
 import numpy as np, onnxruntime as ort
 sys.path.insert(0, sys.argv[1])
 import onnx2snn
-from onnx2snn.memory import evaluation_estimates
+from onnx2snn.runtime.evaluate import evaluation_estimates
 from onnx2snn.config import Form
-from onnx2snn.streaming import StreamingSession
+from onnx2snn import StreamingSession
 form, T, batch = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 repo = sys.argv[1]
 model = onnx2snn.load_model(repo + "/models/mnist_cnn.onnx")
