@@ -201,7 +201,7 @@ def activation_tensors(graph: gs.Graph) -> set[str]:
 def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[tuple[str, str, str]]:
     """``(node name, op type, reason)`` for every node that cannot be converted; the nodes
     writing a ``quantized`` tensor are accepted (quantized-activation markers and input
-    encoders, see detect_quant)."""
+    encoders, see passes/quantizers)."""
     graph.toposort()
     acts = activation_tensors(graph)
     offenders = []

@@ -1,9 +1,9 @@
 """Lossless conversion of quantized ANNs with BIF neurons (``--neuron bif``).
 
-    canonical ANN (quantized activations marked, see graph/detect_quant.py)
+    canonical ANN (quantized activations marked, see passes/quantizers)
       ─▶ constant terms c (onnxruntime, all activations 0)
-      ─▶ activations → BIFNeuron (θ = λ/L, v_init = β·θ, levels L)       graph/spike_bif.py
-      ─▶ time axis (tile) ─▶ s-analog encoding (input and c at step 0)     graph/s_analog.py
+      ─▶ activations → BIFNeuron (θ = λ/L, v_init = β·θ, levels L)       neurons/bipolar/lowering.py
+      ─▶ time axis (tile) ─▶ s-analog encoding (input and c at step 0)     snn/s_analog.py
       ─▶ readout: running sum over steps
 
 Guarantee: with T ≥ T* = max over input→output paths of Σ L_k (D·L for D
@@ -21,7 +21,7 @@ once) — that is, the ANN's own layer run on the counts so far. The graph is
 therefore the ANN itself, time-folded (input at every step), with each quantizer
 cut at its integer level τ = floor(α·V + β) and a ``BIFCount`` there: the BIF
 neuron in count form, stepping its spike count k by ±1 towards clip(τ, 0, L)
-(see :mod:`onnx2snn.neurons.bif_count`, which proves it emits the spikes of
+(see :mod:`onnx2snn.neurons.bipolar.count`, which proves it emits the spikes of
 ``BIFNeuron``). Its output at step t is the spiking form's running sum; at
 t ≥ T* every count equals the ANN's level, so the whole computation — the
 ANN's ops on the ANN's values — is the ANN's, bit for bit, when both run with

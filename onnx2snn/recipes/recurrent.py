@@ -7,7 +7,7 @@ element s = 1..S of a sequence,
     Q(z) = γ·clip(floor(α·z + β), 0, L)                 (QCFS: γ = λ/L = 1/α, β = ½)
 
 and is exported as a ``Scan`` whose body is the cell, written with ops that
-:mod:`.graph.detect_quant` recognises as quantized activations. The cell is a
+:mod:`onnx2snn.passes.quantizers` recognises as quantized activations. The cell is a
 feed-forward quantized network from (h_{s−1}, x_s) to h_s, so it converts with
 the feed-forward BIF builder (:func:`onnx2snn.recipes.quantized.build_bif_snn`): every
 quantized activation becomes a ``BIFNeuron``, the inputs — the previous hidden

@@ -44,7 +44,7 @@ class EvaluationResult:
     samples: int
     batch_size: int = 0          # the batch used (chosen under max_memory when given)
     memory_estimate: int = 0     # estimated peak bytes at that batch (0: not estimated)
-    chunk: int = 0               # samples per SNN run inside a batch (0: the whole batch; onnx2snn.chunking)
+    chunk: int = 0               # samples per SNN run inside a batch (0: the whole batch; runtime/chunking.py)
 
     def as_dict(self) -> dict:
         return {"ann_top1": self.ann_top1, "snn_top1": {str(t): a for t, a in self.snn_top1.items()},
@@ -61,7 +61,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``.
 
     With ``max_memory`` (bytes), the batch is the largest ≤ ``batch_size`` (None: up to
-    256) whose estimated peak (:mod:`onnx2snn.memory`, ANN and SNN sessions together, the
+    256) whose estimated peak (:mod:`onnx2snn.runtime.memory`, ANN and SNN sessions together, the
     SNN in the chunks its session runs) stays under it; the result records the batch,
     the estimate and the chunk.
     """

@@ -5,7 +5,7 @@ A run's memory is about linear in the batch size B:
     peak(B) ≈ weights + B · (bytes of every tensor the graph computes for one sample)
 
 A folded SNN run by :func:`onnx2snn.InferenceSession` splits the batch into runs of
-``chunk`` samples (:mod:`onnx2snn.chunking`): only one chunk's tensors are alive, but
+``chunk`` samples (:mod:`onnx2snn.runtime.chunking`): only one chunk's tensors are alive, but
 the inputs and outputs of the whole batch are (the outputs twice while the chunks'
 outputs are concatenated), so for B > chunk
 

@@ -19,19 +19,19 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
                      blocked_layout: bool = True, chunk_bytes: int | str | None = "auto",
                      **kwargs) -> ort.InferenceSession:
     """An onnxruntime session for ``model`` (path, bytes or ModelProto) with the
-    onnx2snn op library registered (an :class:`onnx2snn.chunking.SNNSession`, a
+    onnx2snn op library registered (an :class:`onnx2snn.runtime.chunking.SNNSession`, a
     subclass of ``onnxruntime.InferenceSession``).
 
     On the CPU provider at the default optimisation level (ORT_ENABLE_ALL), the
     neurons run in onnxruntime's blocked convolution layout (see
-    :mod:`onnx2snn.blocked_layout`; same outputs bit for bit, no layout passes
+    :mod:`onnx2snn.runtime.blocked_layout`; same outputs bit for bit, no layout passes
     around them); ``blocked_layout=False`` keeps onnxruntime's plain graph. The
     session's attribute ``onnx2snn_blocked_neurons`` counts the neurons rewritten.
 
     On the CPU provider, ``run`` splits the batch of a time-folded onnx2snn SNN into
     runs of ``onnx2snn_chunk`` samples whose largest tensor is about ``chunk_bytes``
     (``"auto"``: 2 MiB per intra-op thread; None: one run for the whole batch), so
-    the activations stay in the caches (:mod:`onnx2snn.chunking`; same outputs).
+    the activations stay in the caches (:mod:`onnx2snn.runtime.chunking`; same outputs).
     """
     from .blocked_layout import NEURON_OPS, blocked_session
     from .chunking import SNNSession, chunk_samples, default_chunk_bytes

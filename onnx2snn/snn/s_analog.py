@@ -8,7 +8,7 @@ and c = A(0) its constant part (biases, BatchNorm shifts, zero-padding effects
 of average pools: one value per element). Each step computes A(s_t) on the
 step's spikes s_t, so Σ_t A(s_t) = W·Σ_t s_t + T·c: c would count T times.
 
-After :class:`~onnx2snn.graph.time_axis.AddTimeAxisPass` has tiled the input,
+After :class:`~onnx2snn.snn.time_axis.AddTimeAxisPass` has tiled the input,
 this pass
 
 * keeps the analog input at step 0 and zeroes it at steps t ≥ 1 (s-analog
@@ -18,7 +18,7 @@ this pass
 
 so that Σ_t x'_t = W·Σ_t s_t + c = A(Σ_t s_t) exactly in real arithmetic, and
 the readout (a running *sum* over steps) gives the ANN's output once every
-neuron has settled (:func:`~onnx2snn.graph.spike_bif.exact_timesteps`).
+neuron has settled (:func:`~onnx2snn.neurons.bipolar.lowering.exact_timesteps`).
 
 c is computed by :func:`constant_terms` with onnxruntime: the ANN with every
 activation replaced by 0, on an all-zero input of batch 1. The step masks

@@ -9,7 +9,7 @@ A Clip's upper bound m caps the threshold: θ ← min(θ, m).
 With ``op="TSNeuron"`` (``--neuron tsep``) the node is
 ``TSNeuron(x, θ_a[, v_init_a]; timesteps=T)`` instead, whose time-averaged
 output is exactly the T-level quantiser of the averaged input (see
-:mod:`onnx2snn.neurons.ts_neuron`); thresholds are chosen the same way.
+:mod:`onnx2snn.neurons.temporal_separation.reference`); thresholds are chosen the same way.
 
 Invariant: no Relu or ReLU-like Clip is left; every neuron has a positive
 finite threshold of shape [] or [C].

@@ -1,12 +1,12 @@
 """SpikeQuantizedPass: replace every quantized activation by a ``BIFNeuron``.
 
 Each ReLU-like node whose output ``a`` has a quantizer (from
-:mod:`.detect_quant`) a(x) = γ·clip(floor(α·x + β), m, L) becomes
+:mod:`onnx2snn.passes.quantizers`) a(x) = γ·clip(floor(α·x + β), m, L) becomes
 
     BIFNeuron(x, θ, v_init = β·θ; timesteps=T, levels=L, min_level=m)      θ = γ (= 1/α)
 
 whose output, summed over the steps, settles to θ·clip(floor((β·θ + Σ_t x_t)/θ),
-m, L) = a(Σ_t x_t) (see :mod:`onnx2snn.neurons.bif_neuron`). When α·γ differs
+m, L) = a(Σ_t x_t) (see :mod:`.reference`). When α·γ differs
 from 1 by more than 1e-6 (the layer's output step is not its input step), θ =
 1/α sets the level boundaries and a Mul by α·γ after the neuron restores the
 output step. No calibration is needed: θ, β and L come from the graph.
@@ -15,7 +15,7 @@ output step. No calibration is needed: θ, β and L come from the graph.
 output equals the quantized ANN's (in real arithmetic): a neuron whose input
 has settled at the end of step t settles within L − m more steps (its count
 moves one level per step towards the target and the distance is at most L − m),
-so with the whole input in step 0 (s-analog encoding, :mod:`.s_analog`)
+so with the whole input in step 0 (s-analog encoding, :mod:`onnx2snn.snn.s_analog`)
 
     T* = max over paths input → output of Σ (L_k − m_k) over the neurons on the path
        = D·L for a chain of D unsigned quantized layers with L levels each.

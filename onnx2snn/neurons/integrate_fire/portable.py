@@ -8,7 +8,7 @@ becomes::
     _, ys   = Scan(v0, xs; body = one IF step)                   scan over axis 0
     a       = Reshape(ys, Shape(x))
 
-The body is the IF step of :mod:`._neuron_ops` (Add, GreaterOrEqual, Where,
+The body is the IF step of :mod:`.step` (Add, GreaterOrEqual, Where,
 Sub): the same float32 operations in the same order as the kernel, so the
 portable model is bit-exact to the custom-op one, and needs no op library.
 

@@ -1,6 +1,6 @@
 """The IF neuron's step in standard ONNX ops (streaming and portable forms).
 
-One step of ``IFNeuron`` (:mod:`onnx2snn.neurons.if_neuron`) per element::
+One step of ``IFNeuron`` (:mod:`.reference`) per element::
 
     v1 = Add(v, x)                 v + x_t
     s  = GreaterOrEqual(v1, θ)     v ≥ θ_c

@@ -2,7 +2,7 @@
 
 Runs on the graph after :class:`SpikeActivationsPass` (no time axis). Each
 ``IFNeuron(x, θ[, v_init]) → a`` becomes one IF step in standard ONNX ops
-(:mod:`._neuron_ops`, bit-exact to the kernel) with its membrane potential as
+(:mod:`.step`, bit-exact to the kernel) with its membrane potential as
 graph input ``a_v`` [N, C, ...] and output ``a_v_next``. The readout keeps, per
 ANN output ``o``, the running sum of the analog output as state (``o_sum`` →
 ``o_sum_next``) and one step counter (``onnx2snn_steps`` → ``..._next``, a
@@ -13,7 +13,7 @@ float scalar), and writes:
             applied after it, as in the folded readout)
 
 Initial state: every potential at its ``v_init`` (0 without one), sums and the
-counter at 0; :class:`onnx2snn.streaming.StreamingSession` does it.
+counter at 0; :class:`onnx2snn.StreamingSession` does it.
 
 Invariant: after T runs from the initial state, ``o_step`` of run t equals row
 block t of the folded model's per-step output bit for bit (same ops, same

@@ -4,7 +4,7 @@
       ─▶ thresholds as for IF neurons (max | percentile | mse | ltb, per layer or channel; v_init 0 or θ/2)
       ─▶ ReLU → TSNeuron ─▶ time axis ─▶ hoist ─▶ readout (mean over T)
 
-Each ``TSNeuron`` (:mod:`onnx2snn.neurons.ts_neuron`) integrates its whole
+Each ``TSNeuron`` (:mod:`.reference`) integrates its whole
 input over the T steps, then fires n = clip(⌊(v_init + Σ_t x_t)/θ⌋, 0, T)
 spikes of amplitude θ at the first n steps.
 
@@ -14,7 +14,7 @@ with every ReLU replaced by the T-level quantiser
 
     q_T(z) = θ/T · clip(⌊T·z/θ + δ⌋, 0, T)
 
-(:class:`onnx2snn.graph.quantize_activations.QuantizeActivationsPass`). By
+(:class:`.quantize.QuantizeActivationsPass`). By
 induction over the layers: the first layer sees the same input at every step;
 the ops between two neurons are linear (Conv, Gemm, Add, average pooling, ...),
 so they commute with the time sum, and a neuron's input summed over the steps

@@ -1,7 +1,7 @@
 """PortableTSNeuronsPass: every TSNeuron as standard ONNX ops, without Scan.
 
 Runs on the folded SNN (after the time axis). ``TSNeuron(x [T·N, C, ...], θ[, v_init]) → a``
-(:mod:`onnx2snn.neurons.ts_neuron`) becomes::
+(:mod:`.reference`) becomes::
 
     xs   = Reshape(x, [T, -1, C, ...])                 [T, N, C, ...]
     x_t  = Gather(xs, t, axis=0)                       t = 0 … T−1, each [N, C, ...]

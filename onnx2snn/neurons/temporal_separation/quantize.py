@@ -10,7 +10,7 @@ written with standard ops as Mul(T/θ) → Add(δ) → Floor → Max(0) → Min(
 Mul(θ/T) (Max/Min instead of Clip, so any opset ≥ 8 works). This is q_T, the
 value a spike count of T steps can represent: the ANN whose quantisation error
 the ``mse`` threshold minimises, and the ANN that a ``--neuron tsep`` SNN
-equals (:mod:`onnx2snn.tsep`). The pass is the reference of that guarantee in
+equals (:mod:`.exactness`). The pass is the reference of that guarantee in
 tests and benchmarks; the conversion itself does not use it.
 
 Invariant: no ReLU-like node is left; the graph keeps its inputs, outputs and
