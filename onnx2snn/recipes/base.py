@@ -23,6 +23,7 @@ import onnx
 
 from .. import metadata, methods
 from ..config import ConvertConfig
+from ..neurons.kinds import NeuronKind
 from ..passes.canonicalize import canonicalize
 from ..snn.readout import RUNNING_SUFFIX
 
@@ -73,7 +74,11 @@ class Recipe:
     """A conversion method; subclasses override the steps they need (see the module docstring)."""
 
     method: methods.Method
-    neuron_op: str = ""
+    neuron: NeuronKind  # the neuron that replaces the activations
+
+    @property
+    def neuron_op(self) -> str:
+        return self.neuron.op
 
     def prepare(self, model: onnx.ModelProto, config: ConvertConfig) -> onnx.ModelProto:
         return canonicalize(model)

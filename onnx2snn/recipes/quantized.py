@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 
 from .. import metadata, methods
+from ..neurons import kinds
 from ..config import ConvertConfig, Form
 from ..errors import ConversionError
 from ..snn.time_axis import AddTimeAxisPass
@@ -100,7 +101,7 @@ class QuantizedRecipe(Recipe):
     """Quantized ANN → BIF SNN, no calibration; exact after ``exact_timesteps`` steps."""
 
     method = methods.Method.QUANTIZED
-    neuron_op = "BIFNeuron"
+    neuron = kinds.BIPOLAR  # levels and v_init from each quantizer
 
     def build(self, params: Parameters, config: ConvertConfig) -> Built:
         snn, thresholds, needed = build_bif_snn(params.ann, config, params.source)

@@ -26,6 +26,7 @@ from ..config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
 from ..core.graph import export_graph, import_model
 from ..data import ArrayDataReader, calibration_feeds, model_inputs
 from ..errors import CalibrationError, ConfigError
+from ..neurons import kinds
 from ..neurons.integrate_fire.portable import PortableNeuronsPass
 from ..neurons.integrate_fire.streaming_form import StreamingFormPass
 from ..neurons.temporal_separation.exactness import check_exact_pools, latency_steps, spiking_depth
@@ -50,7 +51,7 @@ class RateRecipe(Recipe):
     """IF neurons, thresholds calibrated on data (rate coding)."""
 
     method = methods.Method.RATE
-    neuron_op = "IFNeuron"
+    neuron = kinds.IF
 
     def validate(self, ann: onnx.ModelProto, config: ConvertConfig, data) -> None:
         signed = [k for k, q in quantizers_from_metadata(ann).items() if q.lowest < 0]
@@ -103,7 +104,7 @@ class RateRecipe(Recipe):
     def build(self, params: Parameters, config: ConvertConfig) -> Built:
         graph = import_model(params.ann)
         SpikeActivationsPass(params.thresholds, config.timesteps, config.reset.value, params.v_init or None,
-                             op=self.neuron_op)(graph)
+                             op=self.neuron)(graph)
         meta = self.lower(graph, config)
         meta["threshold"] = str(config.threshold) + (" channel-wise" if config.channel_wise else "")
         return Built(export_graph(graph, like=params.ann), meta=meta)
@@ -125,7 +126,7 @@ class BipolarRecipe(RateRecipe):
     with a −θ spike what uneven input made it fire early (folded form only)."""
 
     method = methods.Method.BIPOLAR
-    neuron_op = "BIFNeuron"
+    neuron = kinds.BIPOLAR
 
 
 class TemporalRecipe(RateRecipe):
@@ -133,7 +134,7 @@ class TemporalRecipe(RateRecipe):
     exactly the T-level quantised ReLU. MaxPool stays after its ReLU (pooling prefix trains is exact)."""
 
     method = methods.Method.TEMPORAL
-    neuron_op = "TSNeuron"
+    neuron = kinds.TEMPORAL
 
     def prepare(self, model: onnx.ModelProto, config: ConvertConfig) -> onnx.ModelProto:
         return canonicalize(model, move_maxpool=False)

@@ -23,6 +23,7 @@ import onnx_graphsurgeon as gs
 
 from ..errors import CalibrationError
 from ..core.graph import SNN_DOMAIN, NameScope, PassResult
+from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
 
 
@@ -44,28 +45,22 @@ def neuron_threshold(node: gs.Node, thresholds: Mapping[str, np.ndarray]) -> np.
     return theta
 
 
-NEURON_OPS = ("IFNeuron", "TSNeuron", "BIFNeuron")
-
-
 class SpikeActivationsPass:
+    """``op``: a :class:`~onnx2snn.neurons.kinds.NeuronKind` or its op name."""
+
     def __init__(self, thresholds: Mapping[str, np.ndarray], timesteps: int, reset: str = "subtract",
-                 v_init: Mapping[str, np.ndarray] | None = None, op: str = "IFNeuron"):
-        if op not in NEURON_OPS:
-            raise ValueError(f"op must be one of {NEURON_OPS}, got {op!r}")
+                 v_init: Mapping[str, np.ndarray] | None = None, op: NeuronKind | str = IF):
+        self.neuron = kind(op)
+        self.op = self.neuron.op
         self.thresholds = thresholds
         self.timesteps = int(timesteps)
         self.reset = str(reset)
         self.v_init = v_init or {}
-        self.op = op
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
         count = 0
-        attrs = {"timesteps": self.timesteps}
-        if self.op == "IFNeuron":
-            attrs["reset"] = self.reset
-        elif self.op == "BIFNeuron":
-            attrs["levels"] = self.timesteps   # the count k ∈ [0, T]: output ∈ [0, θ] like the IF rate
+        attrs = self.neuron.attributes(self.timesteps, self.reset)  # BIF: levels = T, output ∈ [0, θ] like IF
         for node in activation_nodes(graph):
             out = node.outputs[0]
             theta = neuron_threshold(node, self.thresholds)
