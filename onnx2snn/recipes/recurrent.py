@@ -66,6 +66,7 @@ import onnx.helper as oh
 from onnx import numpy_helper
 
 from .. import methods
+from ..neurons import kinds
 from ..config import ConvertConfig
 from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION
 from ..errors import ConversionError, UnsupportedOpError
@@ -503,7 +504,7 @@ class RecurrentRecipe(Recipe):
     """Quantized RNN (Scan) → recurrent BIF SNN: the cell runs T sub-steps per element."""
 
     method = methods.Method.RECURRENT
-    neuron_op = "BIFNeuron"
+    neuron = kinds.BIPOLAR  # levels and v_init from each quantizer
 
     def prepare(self, model: onnx.ModelProto, config: ConvertConfig) -> onnx.ModelProto:
         return model  # each Scan's cell is canonicalised on its own
