@@ -94,6 +94,84 @@ def _sq(x: np.ndarray) -> float:
     return float(np.dot(x, x))
 
 
+def _add(total, term):
+    """A running sum that starts as its first term (so it keeps that term's dtype and shape)."""
+    return term if total is None else total + term
+
+
+@dataclass
+class _OutputErrors:
+    """Pass-A sums of a layer's output error e = a − r̄ (ANN activation minus SNN rate, per batch in
+    data order) and of the squared errors the report gives relative to Σ a²."""
+
+    per_channel: np.ndarray | None = None   # Σ over samples and positions of e, [C]
+    per_neuron: np.ndarray | None = None    # Σ over samples of e, [C, ...]
+    channel_terms: int = 0                  # terms in each channel's sum (samples × positions)
+    samples: int = 0
+    activation_sq: float = 0.0              # Σ a²
+    clip_sq: float = 0.0                    # Σ (a − clip(a, 0, θ))²
+    floor_sq: float = 0.0                   # Σ (clip(a, 0, θ) − r̄)²
+
+    def add(self, r: np.ndarray, a: np.ndarray, ca: np.ndarray, valid: int) -> None:
+        e = a - r
+        axes = (0,) + tuple(range(2, e.ndim))
+        self.per_channel = _add(self.per_channel, e.sum(axis=axes))
+        self.per_neuron = _add(self.per_neuron, e.sum(axis=0))
+        self.channel_terms += int(np.prod([e.shape[k] for k in axes]))
+        self.samples += valid
+        self.activation_sq += _sq(a)
+        self.clip_sq += _sq(a - ca)
+        self.floor_sq += _sq(ca - r)
+
+    @property
+    def channel_shape(self) -> list[int]:
+        """A per-channel vector's shape broadcast against one sample [C, ...]."""
+        return [-1] + [1] * (self.per_neuron.ndim - 1)
+
+    def relative(self, squared: float) -> float:
+        return squared / max(self.activation_sq, 1e-30)
+
+
+@dataclass
+class _LeastSquares:
+    """Pass-A sums of the weight fit, in float64, over rows [X̄ 1] (the inputs and a bias column)
+    against the current residuals R; a batch of more than ``WC_ROWS`` rows is subsampled (seeded by
+    its index) and its sums scaled up, which keeps them unbiased."""
+
+    gram: np.ndarray | None = None          # Σ [X̄ 1]ᵀ[X̄ 1], [K+1, K+1]
+    cross: np.ndarray | None = None         # Σ [X̄ 1]ᵀ R, [K+1, Cout]
+    rows: np.ndarray | None = None          # Σ [X̄ 1], [K+1] (the last entry: the number of rows)
+    residual_sq: np.ndarray | None = None   # Σ R², [Cout]
+    per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [positions, K+1]
+
+    def add(self, X: np.ndarray, R: np.ndarray, valid: int, seed: int) -> None:
+        Xa = np.concatenate([X, np.ones((X.shape[0], 1), np.float32)], axis=1)
+        self.per_position = _add(self.per_position, Xa.reshape(valid, -1, Xa.shape[1]).sum(0, dtype=np.float64))
+        if Xa.shape[0] > WC_ROWS:
+            keep = np.random.default_rng(seed).choice(Xa.shape[0], WC_ROWS, replace=False)
+            scale = Xa.shape[0] / WC_ROWS
+            Xa, R = Xa[keep], R[keep]
+        else:
+            scale = 1.0
+        gram, cross = (Xa.T @ Xa).astype(np.float64) * scale, (Xa.T @ R).astype(np.float64) * scale
+        self.gram = _add(self.gram, gram)
+        self.cross = _add(self.cross, cross)
+        self.rows = _add(self.rows, Xa.sum(0, dtype=np.float64) * scale)
+        self.residual_sq = _add(self.residual_sq, (R.astype(np.float64) ** 2).sum(0) * scale)
+
+    def solve(self):
+        """(ΔW [K+1, Cout], objective per row before, after): the ridge solution, λ = RIDGE · mean
+        diagonal of the Gram matrix, the bias row unpenalised."""
+        A, B = self.gram, self.cross
+        lam = RIDGE * float(np.mean(np.diag(A)[:-1])) if A.shape[0] > 1 else RIDGE
+        reg = lam * np.eye(A.shape[0])
+        reg[-1, -1] = 0.0
+        dW = np.linalg.solve(A + reg, B)
+        before = float(self.residual_sq.sum())
+        after = before - float(2 * np.sum(dW * B) - np.sum(dW * (A @ dW)))  # ‖R − X·ΔW‖²
+        return dW, before / self.rows[-1], after / self.rows[-1]
+
+
 def _extract(model: onnx.ModelProto, stops: set[str], outputs: list[str]) -> tuple[onnx.ModelProto, list[str]]:
     """The subgraph computing ``outputs`` from the tensors ``stops`` (and initializers)."""
     producers = {o: n for n in model.graph.node for o in n.output}
@@ -273,88 +351,86 @@ class LayerwiseCalibrator:
         return out
 
     def _calibrate_layer(self, i, layer: _Layer, outs, batches, z_cache, store, stops) -> LayerReport:
-        T = self.T
+        """Calibrate layer ``i`` (WC, then BC, then PC, from one pass over the data), then simulate it
+        again to store its calibrated spike trains for the later layers."""
         report = LayerReport(layer.act, float(np.mean(layer.theta)))
+        errors, fit, kept = self._first_pass(i, layer, outs, batches, z_cache, store, stops, report)
+        report.clip_err, report.floor_before = errors.relative(errors.clip_sq), errors.relative(errors.floor_sq)
+        if fit is not None:
+            self._calibrate_weights(layer, fit, errors, report)
+        delta_b, shift = self._calibrate_bias(layer, errors, report)
+        if Calibration.POTENTIAL in self.steps:
+            self._calibrate_potential(layer, errors, delta_b)
+        report.floor_after = errors.relative(self._second_pass(i, layer, batches, z_cache, store, stops, kept, shift))
+        return report
+
+    def _first_pass(self, i, layer: _Layer, outs, batches, z_cache, store, stops, report: LayerReport):
+        """Pass A: (output-error sums, weight-fit sums or None, kept currents). With WC the fit's sums
+        (None when the layer has no supported form); without it, the currents that fit in
+        ``keep_bytes`` are kept for pass B, by batch index."""
         sess, inputs = self._segment_session(outs, stops, layer.act)
-        channel_axis_sum = None
-        err_c = err_n = None
-        n_total = 0
-        sum_a2 = clip_err = floor_before = 0.0
-        A = B = S = Q = M = None
         w_node = layer.weight_node if Calibration.WEIGHT in self.steps else None
-        kept: dict[int, np.ndarray] = {}    # pass-A currents, reused by pass B while they fit
+        errors, fit = _OutputErrors(), (None if w_node is None else _LeastSquares())
+        kept: dict[int, np.ndarray] = {}
         kept_bytes = 0
         for b, (feed, valid) in enumerate(batches):
             res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
             current = res[0]
-            if w_node is None and kept_bytes + current.nbytes <= self.keep_bytes:
+            if fit is None and kept_bytes + current.nbytes <= self.keep_bytes:
                 kept[b] = current
                 kept_bytes += current.nbytes
-            n = current.shape[0] // T
             z = z_cache[b][i]
             _, r, a, ca = self._simulate(layer, current, z, valid)
-            e = a - r
-            axes = (0,) + tuple(range(2, e.ndim))
-            err_c = e.sum(axis=axes) if err_c is None else err_c + e.sum(axis=axes)
-            err_n = e.sum(axis=0) if err_n is None else err_n + e.sum(axis=0)
-            channel_axis_sum = (channel_axis_sum or 0) + int(np.prod([e.shape[k] for k in axes]))
-            n_total += valid
-            sum_a2 += _sq(a)
-            clip_err += _sq(a - ca)
-            floor_before += _sq(ca - r)
-            if w_node is not None:
-                zbar = current.reshape((T, n) + current.shape[1:]).mean(0)[:valid]
-                xin = res[1].reshape((T, n) + res[1].shape[1:]).mean(0)[:valid]
-                X, R = self._design(w_node, xin, z - zbar)
-                if X is None:
-                    w_node = None
-                    report.notes.append("WC skipped (unsupported layer form)")
-                    continue
-                Xa = np.concatenate([X, np.ones((X.shape[0], 1), np.float32)], axis=1)
-                per_pos = Xa.reshape(valid, -1, Xa.shape[1]).sum(0, dtype=np.float64)  # [positions, K+1]
-                M = per_pos if M is None else M + per_pos
-                if Xa.shape[0] > WC_ROWS:  # an unbiased subsample keeps the sums' cost bounded
-                    keep = np.random.default_rng(b).choice(Xa.shape[0], WC_ROWS, replace=False)
-                    scale = Xa.shape[0] / WC_ROWS
-                    Xa, R = Xa[keep], R[keep]
-                else:
-                    scale = 1.0
-                gram, cross = (Xa.T @ Xa).astype(np.float64) * scale, (Xa.T @ R).astype(np.float64) * scale
-                A = gram if A is None else A + gram
-                B = cross if B is None else B + cross
-                rows = Xa.sum(0, dtype=np.float64) * scale
-                S = rows if S is None else S + rows
-                q = (R.astype(np.float64) ** 2).sum(0) * scale
-                Q = q if Q is None else Q + q
-        denom = max(sum_a2, 1e-30)
-        report.clip_err, report.floor_before = clip_err / denom, floor_before / denom
-        shape = [-1] + [1] * (err_n.ndim - 1)
-        if w_node is not None and A is not None:
-            lam = RIDGE * float(np.mean(np.diag(A)[:-1])) if A.shape[0] > 1 else RIDGE
-            reg = lam * np.eye(A.shape[0])
-            reg[-1, -1] = 0.0
-            dW = np.linalg.solve(A + reg, B)                       # [K+1, Cout]
-            before = float(Q.sum())
-            after = before - float(2 * np.sum(dW * B) - np.sum(dW * (A @ dW)))  # ‖R − X·dW‖²
-            report.wc_before, report.wc_after = before / S[-1], after / S[-1]
-            self._apply_weights(w_node, dW)
-            shift_n = (M @ dW).T.reshape(err_n.shape)             # Σ_n of the current change per neuron
-            err_n = err_n - shift_n
-            err_c = err_c - shift_n.reshape(shift_n.shape[0], -1).sum(1)
-        delta_b = np.zeros_like(err_c)
-        shift = None                           # what BC adds to every step's current
-        if Calibration.BIAS in self.steps:
-            delta_b = (err_c / channel_axis_sum).astype(np.float32)
-            if self._shift_bias(layer, delta_b):
-                shift = delta_b.reshape(shape)
-            else:
-                layer.v0 = layer.v0 + T * delta_b.reshape(shape)
-                report.notes.append("BC applied as initial potential (no bias to shift)")
-        if Calibration.POTENTIAL in self.steps:
-            dv = T * (err_n / n_total - delta_b.reshape(shape))
-            theta = layer.theta.reshape(shape) if layer.theta.ndim else layer.theta
-            layer.v0 = np.clip(np.broadcast_to(layer.v0, err_n.shape) + dv, -theta, theta).astype(np.float32)
-        # second pass: calibrated spike trains (kept for later layers) and the error after
+            errors.add(r, a, ca, valid)
+            if fit is not None and not self._add_fit_rows(fit, w_node, current, res[1], z, valid, b):
+                fit = None
+                report.notes.append("WC skipped (unsupported layer form)")
+        return errors, (fit if fit is not None and fit.gram is not None else None), kept
+
+    def _add_fit_rows(self, fit: _LeastSquares, node, current, xin, z, valid: int, b: int) -> bool:
+        """Add batch ``b``'s rows to the fit: time-averaged inputs X̄ against z − z̄ (False: the layer's
+        form is not supported)."""
+        n = current.shape[0] // self.T
+        zbar = current.reshape((self.T, n) + current.shape[1:]).mean(0)[:valid]
+        xbar = xin.reshape((self.T, n) + xin.shape[1:]).mean(0)[:valid]
+        X, R = self._design(node, xbar, z - zbar)
+        if X is None:
+            return False
+        fit.add(X, R, valid, seed=b)
+        return True
+
+    def _calibrate_weights(self, layer: _Layer, fit: _LeastSquares, errors: _OutputErrors,
+                           report: LayerReport) -> None:
+        """WC: apply the ridge solution ΔW and take the current change it makes off the error sums."""
+        dW, report.wc_before, report.wc_after = fit.solve()
+        self._apply_weights(layer.weight_node, dW)
+        shift_n = (fit.per_position @ dW).T.reshape(errors.per_neuron.shape)  # Σ_n of the current change
+        errors.per_neuron = errors.per_neuron - shift_n
+        errors.per_channel = errors.per_channel - shift_n.reshape(shift_n.shape[0], -1).sum(1)
+
+    def _calibrate_bias(self, layer: _Layer, errors: _OutputErrors, report: LayerReport):
+        """BC: (the per-channel shift e_c, zeros without BC; what it adds to every step's current, None
+        when it went into v0 or without BC)."""
+        delta_b = np.zeros_like(errors.per_channel)
+        if Calibration.BIAS not in self.steps:
+            return delta_b, None
+        delta_b = (errors.per_channel / errors.channel_terms).astype(np.float32)
+        if self._shift_bias(layer, delta_b):
+            return delta_b, delta_b.reshape(errors.channel_shape)
+        layer.v0 = layer.v0 + self.T * delta_b.reshape(errors.channel_shape)
+        report.notes.append("BC applied as initial potential (no bias to shift)")
+        return delta_b, None
+
+    def _calibrate_potential(self, layer: _Layer, errors: _OutputErrors, delta_b: np.ndarray) -> None:
+        """PC: v0 += T·(mean_n e − e_c) per neuron, clipped to [−θ, θ]."""
+        shape = errors.channel_shape
+        dv = self.T * (errors.per_neuron / errors.samples - delta_b.reshape(shape))
+        theta = layer.theta.reshape(shape) if layer.theta.ndim else layer.theta
+        layer.v0 = np.clip(np.broadcast_to(layer.v0, errors.per_neuron.shape) + dv, -theta, theta).astype(np.float32)
+
+    def _second_pass(self, i, layer: _Layer, batches, z_cache, store, stops, kept: dict, shift) -> float:
+        """Pass B: the calibrated spike trains (bit-packed into ``store[layer.act]``) and the flooring
+        error after, Σ (clip(a, 0, θ) − r̄)². Kept currents get the bias shift; the others are recomputed."""
         if len(kept) < len(batches):
             sess, inputs = self._segment_session([layer.pre], stops, layer.act)
         floor_after = 0.0
@@ -370,8 +446,7 @@ class LayerwiseCalibrator:
             floor_after += _sq(ca - r)
             down = np.packbits(y < 0) if self.neuron_op == "BIFNeuron" else None
             store[layer.act].append((np.packbits(y > 0), down, y.shape, layer.theta))
-        report.floor_after = floor_after / denom
-        return report
+        return floor_after
 
     def _design(self, node, xin, residual):
         """Rows X (inputs) and R (current residuals) of the layer's least-squares fit."""
