@@ -38,6 +38,14 @@ class Builder:
     def const(self, suffix: str, value, dtype=None) -> gs.Constant:
         return gs.Constant(self.name(suffix), np.asarray(value, dtype))
 
+    def const_node(self, suffix: str, value, dtype=None) -> tuple[gs.Node, gs.Variable]:
+        """(a ``Constant`` node named after its output, the output): a constant that stays a node of the
+        graph rather than an initializer."""
+        value = np.asarray(value, dtype)
+        out = gs.Variable(self.name(suffix), dtype=value.dtype)
+        return gs.Node("Constant", self.names.fresh(out.name), attrs={"value": gs.Constant("", value)},
+                       outputs=[out]), out
+
     def node(self, op: str, suffix: str, inputs: Sequence, outputs: Sequence, attrs: dict | None = None,
              domain: str | None = None) -> gs.Node:
         node = gs.Node(op, self.name(suffix), attrs=dict(attrs or {}), inputs=list(inputs), outputs=list(outputs))

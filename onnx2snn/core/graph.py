@@ -38,17 +38,22 @@ def import_model(model: onnx.ModelProto) -> gs.Graph:
     return gs.import_onnx(copy)
 
 
-def export_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
+def export_graph(graph: gs.Graph, like: onnx.ModelProto, tidy: bool = True) -> onnx.ModelProto:
     """Export ``graph`` keeping ``like``'s opset imports, IR version and metadata.
 
     graphsurgeon has been seen to change opset imports and IR versions; this
-    keeps them as they were and adds the onnx2snn domain only when used. The IR
+    keeps them as they were and adds the onnx2snn domain only when used (by a node
+    of the graph or of a subgraph, e.g. a Scan's body). The IR
     version is capped to one the installed onnxruntime loads (onnx >= 1.23
     writes IR 14 by default, which onnxruntime 1.31 refuses).
+
+    The graph is cleaned up (dead nodes removed) and sorted first; ``tidy=False``
+    skips that, for a graph its caller built in topological order without dead nodes.
     """
-    graph.cleanup().toposort()
+    if tidy:
+        graph.cleanup().toposort()
     opsets = [onnx.helper.make_opsetid(o.domain, o.version) for o in like.opset_import if o.domain != SNN_DOMAIN]
-    if any(node.domain == SNN_DOMAIN for node in graph.nodes):
+    if uses_domain(graph, SNN_DOMAIN):
         opsets.append(onnx.helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
     model = gs.export_onnx(graph, do_type_check=False, opset_imports=opsets)
     model.ir_version = compatible_ir_version(like)
@@ -58,6 +63,12 @@ def export_graph(graph: gs.Graph, like: onnx.ModelProto) -> onnx.ModelProto:
     model.model_version = like.model_version
     model.metadata_props.extend(like.metadata_props)
     return model
+
+
+def uses_domain(graph: gs.Graph, domain: str) -> bool:
+    """Whether a node of ``graph`` or of one of its subgraphs (a Scan's body, ...) is of ``domain``."""
+    return any(node.domain == domain or any(uses_domain(sub, domain) for sub in node.subgraphs())
+               for node in graph.nodes)
 
 
 def onnx_opset(graph_or_model) -> int:
@@ -113,6 +124,13 @@ class NameScope:
 
     def __init__(self, graph: gs.Graph):
         self._used = set(graph.tensors().keys()) | {n.name for n in graph.nodes}
+
+    @classmethod
+    def of(cls, names) -> "NameScope":
+        """A scope whose taken names are ``names`` (e.g. every name of a graph and of its subgraphs)."""
+        scope = cls.__new__(cls)
+        scope._used = set(names)
+        return scope
 
     def fresh(self, base: str) -> str:
         name, k = base, 1
