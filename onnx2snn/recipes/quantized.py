@@ -43,8 +43,9 @@ from ..passes.fold_constants import FoldConstantsPass
 from ..snn.readout import ReadoutPass
 from ..passes.remove_identity import RemoveIdentityPass
 from ..core.graph import export_graph, import_model
-from ..passes.quantizers import DetectQuantizedActivationsPass, quantizers_from_metadata
+from ..passes.quantizers import quantizers_from_metadata
 from ..snn.s_analog import SAnalogEncodingPass, constant_terms
+from ..neurons.bipolar.count_lowering import CountQuantizedActivationsPass
 from ..neurons.bipolar.lowering import SpikeQuantizedPass, bif_parameters, exact_timesteps
 from .base import Built, Parameters, Recipe
 
@@ -87,7 +88,7 @@ def build_cumulative_snn(model: onnx.ModelProto, timesteps: int, neurons: int) -
     graph = import_model(onnx.shape_inference.infer_shapes(model, strict_mode=False))
     FoldConstantsPass()(graph)
     RemoveIdentityPass()(graph)
-    detect = DetectQuantizedActivationsPass(timesteps)
+    detect = CountQuantizedActivationsPass(timesteps)
     detect(graph)
     if len(detect.quantizers) != neurons:
         raise ConversionError(f"the cumulative form found {len(detect.quantizers)} quantizers where the "
