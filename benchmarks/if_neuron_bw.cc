@@ -2,7 +2,7 @@
 //
 //   g++ -O3 -std=c++17 -ffp-contract=off -fno-trapping-math -DORT_API_MANUAL_INIT
 //       -Icustom_ops/src -Icustom_ops/third_party/onnxruntime/include
-//       benchmarks/if_neuron_bw.cc custom_ops/src/if_neuron.cc -o /tmp/if_neuron_bw -lpthread
+//       benchmarks/if_neuron_bw.cc custom_ops/src/cpu/if_neuron.cc -o /tmp/if_neuron_bw -lpthread
 //   (one line; the flags of custom_ops/CMakeLists.txt)
 //   /tmp/if_neuron_bw [MB=256] [T=16] [threads=2]
 //
@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "if_neuron.h"
+#include "cpu/if_neuron.h"
 
 using namespace onnx2snn;
 

@@ -8,13 +8,13 @@
 #include <mutex>
 #include <string>
 
-#include "bif_count.h"
-#include "bif_neuron.h"
-#include "if_neuron.h"
+#include "cpu/bif_count.h"
+#include "cpu/bif_neuron.h"
+#include "cpu/if_neuron.h"
 #include "onnxruntime_cxx_api.h"
-#include "ts_neuron.h"
+#include "cpu/ts_neuron.h"
 #ifdef ONNX2SNN_USE_CUDA
-#include "if_neuron_cuda.h"
+#include "cuda/if_neuron_cuda.h"
 #endif
 
 #if defined(_WIN32)

@@ -1,5 +1,5 @@
 // CPU kernel of BIFNeuron; semantics in bif_neuron.h.
-#include "bif_neuron.h"
+#include "cpu/bif_neuron.h"
 
 #include <algorithm>
 #include <exception>

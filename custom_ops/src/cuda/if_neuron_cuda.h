@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "if_neuron.h"
+#include "cpu/if_neuron.h"
 
 namespace onnx2snn {
 

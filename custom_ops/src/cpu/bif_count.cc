@@ -1,6 +1,6 @@
 // CPU kernel of BIFCount; semantics in bif_count.h.
-#include "bif_count.h"
-#include "if_neuron.h"
+#include "cpu/bif_count.h"
+#include "cpu/if_neuron.h"
 
 #include <algorithm>
 #include <exception>

@@ -1,6 +1,6 @@
 // onnxruntime side of the CUDA IFNeuron: the same shape checks as the CPU
 // kernel (PrepareIFNeuron), then a launch on the session's compute stream.
-#include "if_neuron_cuda.h"
+#include "cuda/if_neuron_cuda.h"
 
 #include <exception>
 #include <stdexcept>

@@ -20,7 +20,7 @@
 #include <cstdint>
 #include <string>
 
-#include "if_neuron.h"
+#include "cpu/if_neuron.h"
 #include "onnxruntime_cxx_api.h"
 
 namespace onnx2snn {

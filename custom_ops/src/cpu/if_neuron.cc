@@ -1,5 +1,5 @@
 // CPU kernel of IFNeuron; semantics in if_neuron.h.
-#include "if_neuron.h"
+#include "cpu/if_neuron.h"
 
 #include <algorithm>
 #include <cstdint>

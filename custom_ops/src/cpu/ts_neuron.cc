@@ -1,5 +1,5 @@
 // CPU kernel of TSNeuron; semantics in ts_neuron.h.
-#include "ts_neuron.h"
+#include "cpu/ts_neuron.h"
 
 #include <algorithm>
 #include <exception>
