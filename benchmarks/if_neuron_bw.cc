@@ -2,7 +2,9 @@
 //
 //   g++ -O3 -std=c++17 -ffp-contract=off -fno-trapping-math -DORT_API_MANUAL_INIT
 //       -Icustom_ops/src -Icustom_ops/third_party/onnxruntime/include
-//       benchmarks/if_neuron_bw.cc custom_ops/src/cpu/if_neuron.cc -o /tmp/if_neuron_bw -lpthread
+//       benchmarks/if_neuron_bw.cc custom_ops/src/cpu/if_neuron.cc custom_ops/src/cpu/neuron_blocks.cc
+//       custom_ops/src/common/neuron_inputs.cc custom_ops/src/common/attributes.cc
+//       custom_ops/src/common/isa.cc -o /tmp/if_neuron_bw -lpthread
 //   (one line; the flags of custom_ops/CMakeLists.txt)
 //   /tmp/if_neuron_bw [MB=256] [T=16] [threads=2]
 //
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "cpu/if_neuron.h"
+#include "cpu/neuron_blocks.h"
 
 using namespace onnx2snn;
 

@@ -2,11 +2,12 @@
 
 On x86-64 the IFNeuron / BIFNeuron step loops are compiled for baseline x86-64, AVX2
 and AVX-512 and the widest the CPU has is used; ONNX2SNN_KERNEL_ISA lowers the
-choice (read at every kernel call). Each variant must equal the numpy reference bit
-for bit on every loop shape: per-element thresholds (short channel runs), one
-threshold per run (layer-wise, long channel runs, with vector tails), NCHWc lanes of
-8 and 16, both resets and the fused second input X2. On a CPU without AVX-512 (or
-AVX2) the request falls back to the widest available, which is then tested again.
+choice (read when a kernel is created: each session below gets the value the variable
+has at its creation). Each variant must equal the numpy reference bit for bit on every
+loop shape: per-element thresholds (short channel runs), one threshold per run
+(layer-wise, long channel runs, with vector tails), NCHWc lanes of 8 and 16, both
+resets and the fused second input X2. On a CPU without AVX-512 (or AVX2) the request
+falls back to the widest available, which is then tested again.
 """
 from __future__ import annotations
 

@@ -1,18 +1,18 @@
 // CPU kernel of BIFCount; semantics in bif_count.h.
 #include "cpu/bif_count.h"
-#include "cpu/if_neuron.h"
 
 #include <algorithm>
-#include <exception>
-#include <limits>
 #include <stdexcept>
+#include <string>
 #include <vector>
+
+#include "common/parallel.h"
 
 namespace onnx2snn {
 namespace {
 
 constexpr int64_t kBlock = 4096;
-constexpr int64_t kMinParallelWork = int64_t{1} << 16;
+constexpr int64_t kMaxLevel = int64_t{1} << 24;  // integers up to 2^24 are exact in float32
 
 struct CountTask {
   const float* x;
@@ -42,67 +42,31 @@ void RunBlock(const CountTask& p, int64_t block) noexcept {
   }
 }
 
-void RunBlockTask(void* task, size_t block) {
-  RunBlock(*static_cast<const CountTask*>(task), static_cast<int64_t>(block));
-}
-
 }  // namespace
+
+BIFCountKernel::BIFCountKernel(const KernelAttributes& attributes)
+    : KernelBase(attributes.Where()),
+      timesteps_(attributes.RequiredInt("timesteps", 1)),
+      levels_(attributes.RequiredInt("levels", 1, kMaxLevel)),
+      min_level_(attributes.OptionalInt("min_level", 0, -kMaxLevel, 0)) {}
 
 void BIFCountKernel::Compute(OrtKernelContext* context) const {
   Ort::KernelContext ctx(context);
   auto input = ctx.GetInput(0);
   const std::vector<int64_t> shape = input.GetTensorTypeAndShapeInfo().GetShape();
-  if (shape.empty()) throw std::invalid_argument(Where() + ": X must have rank >= 1 ([T*N, ...])");
+  if (shape.empty()) throw std::invalid_argument("X must have rank >= 1 ([T*N, ...])");
   if (shape[0] % timesteps_ != 0) {
-    throw std::invalid_argument(Where() + ": X.shape[0] = " + std::to_string(shape[0]) +
-                                " is not divisible by timesteps = " + std::to_string(timesteps_) +
-                                " (X must be [T*N, ...], time-major)");
+    throw std::invalid_argument("X.shape[0] = " + std::to_string(shape[0]) + " is not divisible by timesteps = " +
+                                std::to_string(timesteps_) + " (X must be [T*N, ...], time-major)");
   }
   int64_t total = 1;
   for (int64_t d : shape) total *= d;
   auto output = ctx.GetOutput(0, shape);
   if (total == 0) return;
-  CountTask task{input.GetTensorData<float>(), output.GetTensorMutableData<float>(), timesteps_,
-                 total / timesteps_, static_cast<float>(levels_), static_cast<float>(min_level_)};
-  const int64_t blocks = (task.step_size + kBlock - 1) / kBlock;
-  if (blocks > 1 && total >= kMinParallelWork) {
-    OrtStatus* status = Ort::GetApi().KernelContext_ParallelFor(context, RunBlockTask,
-                                                                static_cast<size_t>(blocks), 0, &task);
-    if (status == nullptr) return;
-    Ort::GetApi().ReleaseStatus(status);
-  }
-  for (int64_t b = 0; b < blocks; ++b) RunBlock(task, b);
-}
-
-OrtStatusPtr BIFCountKernel::ComputeV2(OrtKernelContext* context) const {
-  return ComputeToStatus(Where(), [&] { Compute(context); });
-}
-
-OrtStatusPtr BIFCountOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
-  *op_kernel = nullptr;
-  std::string name = "?";
-  try {
-    Ort::ConstKernelInfo kinfo(info);
-    name = kinfo.GetNodeName();
-    const int64_t timesteps = kinfo.GetAttribute<int64_t>("timesteps");
-    const int64_t levels = kinfo.GetAttribute<int64_t>("levels");
-    int64_t min_level = 0;
-    if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, "min_level", &min_level)) {
-      api.ReleaseStatus(st);  // absent: the default
-      min_level = 0;
-    }
-    if (timesteps < 1) throw std::invalid_argument("attribute 'timesteps' must be >= 1");
-    if (levels < 1 || levels > (int64_t{1} << 24)) {
-      throw std::invalid_argument("attribute 'levels' must be in [1, 2^24]");  // exact in float
-    }
-    if (min_level > 0 || min_level < -(int64_t{1} << 24)) {
-      throw std::invalid_argument("attribute 'min_level' must be in [-2^24, 0]");
-    }
-    *op_kernel = new BIFCountKernel(timesteps, levels, min_level, name);
-    return nullptr;
-  } catch (const std::exception& e) {
-    return api.CreateStatus(ORT_INVALID_ARGUMENT, ("BIFCount node '" + name + "': " + e.what()).c_str());
-  }
+  const CountTask task{input.GetTensorData<float>(), output.GetTensorMutableData<float>(), timesteps_,
+                       total / timesteps_, static_cast<float>(levels_), static_cast<float>(min_level_)};
+  RunBlocks(context, (task.step_size + kBlock - 1) / kBlock, total,
+            [&task](int64_t block) noexcept { RunBlock(task, block); });
 }
 
 }  // namespace onnx2snn

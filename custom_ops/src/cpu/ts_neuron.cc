@@ -2,13 +2,12 @@
 #include "cpu/ts_neuron.h"
 
 #include <algorithm>
-#include <exception>
-#include <stdexcept>
+
+#include "common/parallel.h"
+#include "cpu/neuron_blocks.h"
 
 namespace onnx2snn {
 namespace {
-
-constexpr int64_t kMinParallelWork = int64_t{1} << 16;
 
 // Accumulation: v = v + x over n contiguous elements (one step).
 void Accumulate(const float* __restrict x, float* __restrict v, int64_t n) {
@@ -19,10 +18,6 @@ void Accumulate(const float* __restrict x, float* __restrict v, int64_t n) {
 void Fire(const float* __restrict q, const float* __restrict th, float level, float* __restrict y,
           int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = q[i] >= level ? th[i] : 0.0f;
-}
-
-void RunBlockTask(void* problem, size_t block) {
-  TSNeuronRunBlock(*static_cast<const IFNeuronProblem*>(problem), static_cast<int64_t>(block));
 }
 
 }  // namespace
@@ -41,49 +36,16 @@ void TSNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept {
   }
 }
 
-std::string TSNeuronKernel::Where() const { return "TSNeuron node '" + node_name_ + "'"; }
+TSNeuronKernel::TSNeuronKernel(const KernelAttributes& attributes)
+    : KernelBase(attributes.Where()), timesteps_(attributes.RequiredInt("timesteps", 1)) {}
 
 void TSNeuronKernel::Compute(OrtKernelContext* context) const {
   Ort::KernelContext ctx(context);
   // Same inputs and shape rules as IFNeuron (the reset mode is not used).
-  IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, ResetMode::kSubtract, Where());
+  const IFNeuronProblem p = PrepareIFNeuron(ctx, timesteps_, ResetMode::kSubtract);
   if (p.step_size == 0) return;
-  const int64_t blocks = IFNeuronBlockCount(p);
-  if (blocks > 1 && p.step_size * p.timesteps >= kMinParallelWork) {
-    OrtStatus* status = Ort::GetApi().KernelContext_ParallelFor(context, RunBlockTask,
-                                                                static_cast<size_t>(blocks), 0, &p);
-    if (status == nullptr) return;
-    Ort::GetApi().ReleaseStatus(status);
-  }
-  for (int64_t b = 0; b < blocks; ++b) TSNeuronRunBlock(p, b);
-}
-
-OrtStatusPtr TSNeuronKernel::ComputeV2(OrtKernelContext* context) const {
-  return ComputeToStatus(Where(), [&] { Compute(context); });
-}
-
-OrtStatusPtr TSNeuronOp::CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
-                                        void** op_kernel) const {
-  *op_kernel = nullptr;
-  const std::string node_name = KernelNodeName(api, info);
-  const std::string where = "TSNeuron node '" + node_name + "'";
-  int64_t timesteps = 0;
-  if (OrtStatus* st = api.KernelInfoGetAttribute_int64(info, "timesteps", &timesteps)) {
-    const std::string msg = where + ": required int attribute 'timesteps' is missing or not an int (" +
-                            api.GetErrorMessage(st) + ")";
-    api.ReleaseStatus(st);
-    return api.CreateStatus(ORT_INVALID_ARGUMENT, msg.c_str());
-  }
-  if (timesteps < 1) {
-    return api.CreateStatus(ORT_INVALID_ARGUMENT,
-                            (where + ": attribute 'timesteps' must be >= 1, got " + std::to_string(timesteps)).c_str());
-  }
-  try {
-    *op_kernel = new TSNeuronKernel(timesteps, node_name);
-  } catch (const std::exception& e) {
-    return api.CreateStatus(ORT_FAIL, (where + ": " + e.what()).c_str());
-  }
-  return nullptr;
+  RunBlocks(context, IFNeuronBlockCount(p), p.step_size * p.timesteps,
+            [&p](int64_t block) noexcept { TSNeuronRunBlock(p, block); });
 }
 
 }  // namespace onnx2snn
