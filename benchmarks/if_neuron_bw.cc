@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
   memset(y, 0, bytes);
   const float theta = 0.75f;
   IFNeuronProblem p;
-  p.x = x; p.y = ref; p.timesteps = T; p.step_size = M; p.threshold = &theta;
+  p.x = x; p.y = ref; p.timesteps = T; p.step_size = M; p.x_step = M; p.threshold = &theta;
   IFNeuronProblem q = p;
   q.y = y;
   const int64_t chunks = 256;
