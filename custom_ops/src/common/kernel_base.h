@@ -1,12 +1,14 @@
 // What every op of the library shares: OpBase<TOp, TKernel> (the schema's float
-// tensors, CreateKernelV2) and KernelBase<TKernel>
-// (ComputeV2), so that all of them read attributes and report errors one way.
+// tensors, CreateKernelV2, output shape inference) and KernelBase<TKernel>
+// (ComputeV2), so that all of them read attributes, report errors and infer
+// shapes one way.
 #pragma once
 
 #include <string>
 #include <utility>
 
 #include "common/attributes.h"
+#include "common/shape_inference.h"
 #include "common/status.h"
 #include "onnxruntime_cxx_api.h"
 
@@ -37,6 +39,10 @@ class KernelBase {
 // errors are OrtStatus values, never C++ exceptions across the C API.
 template <typename TOp, typename TKernel>
 struct OpBase : Ort::CustomOpBase<TOp, TKernel, /*WithStatus=*/true> {
+  explicit OpBase(InferShapeFn infer_shape = InferSameShape) {
+    this->InferOutputShapeFn = infer_shape;  // after CustomOpBase's constructor, which clears it
+  }
+
   OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const {
     *op_kernel = nullptr;
     const char* op = static_cast<const TOp*>(this)->GetName();

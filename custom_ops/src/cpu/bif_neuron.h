@@ -46,6 +46,7 @@ class BIFNeuronKernel : public KernelBase<BIFNeuronKernel> {
 };
 
 struct BIFNeuronOp : OpBase<BIFNeuronOp, BIFNeuronKernel> {
+  BIFNeuronOp() : OpBase(InferNeuronShape) {}
   const char* GetName() const { return "BIFNeuron"; }
   size_t GetInputTypeCount() const { return 4; }  // X, threshold, v_init, X2 (as IFNeuron)
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {

@@ -57,6 +57,7 @@ class IFNeuronKernel : public KernelBase<IFNeuronKernel> {
 };
 
 struct IFNeuronOp : OpBase<IFNeuronOp, IFNeuronKernel> {
+  IFNeuronOp() : OpBase(InferNeuronShape) {}
   const char* GetName() const { return "IFNeuron"; }
   size_t GetInputTypeCount() const { return 4; }  // X, threshold, v_init, X2
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {

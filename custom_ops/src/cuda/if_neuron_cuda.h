@@ -47,6 +47,7 @@ class IFNeuronCudaKernel : public KernelBase<IFNeuronCudaKernel> {
 };
 
 struct IFNeuronCudaOp : OpBase<IFNeuronCudaOp, IFNeuronCudaKernel> {
+  IFNeuronCudaOp() : OpBase(InferNeuronShape) {}  // the schema is the CPU op's
   const char* GetName() const { return "IFNeuron"; }
   const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
 
