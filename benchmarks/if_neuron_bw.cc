@@ -2,7 +2,9 @@
 //
 //   g++ -O3 -std=c++17 -ffp-contract=off -fno-trapping-math -DORT_API_MANUAL_INIT
 //       -Icustom_ops/src -Icustom_ops/third_party/onnxruntime/include
-//       benchmarks/if_neuron_bw.cc custom_ops/src/if_neuron.cc -o /tmp/if_neuron_bw -lpthread
+//       benchmarks/if_neuron_bw.cc custom_ops/src/cpu/if_neuron.cc custom_ops/src/cpu/neuron_blocks.cc
+//       custom_ops/src/common/neuron_inputs.cc custom_ops/src/common/attributes.cc
+//       custom_ops/src/common/isa.cc -o /tmp/if_neuron_bw -lpthread
 //   (one line; the flags of custom_ops/CMakeLists.txt)
 //   /tmp/if_neuron_bw [MB=256] [T=16] [threads=2]
 //
@@ -22,7 +24,8 @@
 #include <thread>
 #include <vector>
 
-#include "if_neuron.h"
+#include "cpu/if_neuron.h"
+#include "cpu/neuron_blocks.h"
 
 using namespace onnx2snn;
 
@@ -85,7 +88,7 @@ int main(int argc, char** argv) {
   memset(y, 0, bytes);
   const float theta = 0.75f;
   IFNeuronProblem p;
-  p.x = x; p.y = ref; p.timesteps = T; p.step_size = M; p.threshold = &theta;
+  p.x = x; p.y = ref; p.timesteps = T; p.step_size = M; p.x_step = M; p.threshold = &theta;
   IFNeuronProblem q = p;
   q.y = y;
   const int64_t chunks = 256;

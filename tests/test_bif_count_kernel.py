@@ -61,3 +61,21 @@ def test_bad_input_is_one_clear_error():
         _session(3, 2).run(None, {"X": np.zeros((4, 2), F32)})
     with pytest.raises(ValueError, match="levels"):
         bif_count(np.zeros((2, 1), F32), timesteps=1, levels=0)
+
+
+@pytest.mark.parametrize("attrs, message", [
+    ({"timesteps": 2}, r"BIFCount node 'count0': required int attribute 'levels' is missing"),
+    ({"timesteps": 0, "levels": 2}, r"BIFCount node 'count0': attribute 'timesteps' must be >= 1, got 0"),
+    ({"timesteps": 2, "levels": 2 ** 25}, r"'levels' must be in \[1, 16777216\], got 33554432"),
+    ({"timesteps": 2, "levels": 2, "min_level": 1}, r"'min_level' must be in \[-16777216, 0\], got 1"),
+    ({"timesteps": 2, "levels": 2, "min_level": 0.5}, r"'min_level' must be an int"),
+])
+def test_bad_attribute_is_one_clear_error(attrs, message):
+    node = helper.make_node("BIFCount", ["X"], ["Y"], domain="onnx2snn", name="count0", **attrs)
+    graph = helper.make_graph([node], "bif_count", [helper.make_tensor_value_info("X", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("onnx2snn", 1)],
+                              ir_version=8)
+    with pytest.raises(Exception, match=message):
+        ort.InferenceSession(model.SerializeToString(), register(ort.SessionOptions()),
+                             providers=["CPUExecutionProvider"])

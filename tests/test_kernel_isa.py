@@ -2,20 +2,26 @@
 
 On x86-64 the IFNeuron / BIFNeuron step loops are compiled for baseline x86-64, AVX2
 and AVX-512 and the widest the CPU has is used; ONNX2SNN_KERNEL_ISA lowers the
-choice (read at every kernel call). Each variant must equal the numpy reference bit
-for bit on every loop shape: per-element thresholds (short channel runs), one
-threshold per run (layer-wise, long channel runs, with vector tails), NCHWc lanes of
-8 and 16, both resets and the fused second input X2. On a CPU without AVX-512 (or
-AVX2) the request falls back to the widest available, which is then tested again.
+choice (read when a kernel is created: each session below gets the value the variable
+has at its creation; the library's onnx2snn_kernel_isa() reports the choice). Each
+variant must equal the numpy reference bit for bit on every loop shape: per-element
+thresholds (short channel runs), one threshold per run (layer-wise, long channel runs,
+with vector tails), NCHWc lanes of 8 and 16, both resets and the fused second input
+X2. On a CPU without AVX-512 (or AVX2) the request falls back to the widest
+available, which is then tested again.
 """
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from conftest import rng_array
-from onnx2snn.neurons import bif_neuron
-from onnx2snn.neurons import if_neuron
+from onnx2snn import get_library_path
+from onnx2snn.neurons import bif_neuron, if_neuron
 from test_blocked_layout import neuron_session, to_blocked
 
 ISAS = ["base", "avx2", "avx512"]
@@ -57,3 +63,25 @@ def test_unknown_isa_request_is_one_clear_error(monkeypatch):
     x = rng_array(4, 3, 5, seed=4)
     with pytest.raises(Exception, match="ONNX2SNN_KERNEL_ISA must be base, avx2 or avx512.*'sse9'"):
         neuron_session("IFNeuron", ["X", "threshold"], timesteps=2).run(None, {"X": x, "threshold": np.ones(3, np.float32)})
+
+
+def _reported_isa(requested: str | None) -> str | None:
+    """What the library's onnx2snn_kernel_isa() returns in a fresh process run with
+    ONNX2SNN_KERNEL_ISA = ``requested`` (None: unset), loaded through ctypes alone."""
+    env = {k: v for k, v in os.environ.items() if k != "ONNX2SNN_KERNEL_ISA"}
+    if requested is not None:
+        env["ONNX2SNN_KERNEL_ISA"] = requested
+    code = ("import ctypes, sys; f = ctypes.CDLL(sys.argv[1]).onnx2snn_kernel_isa; f.restype = ctypes.c_char_p; "
+            "r = f(); print(r.decode() if r is not None else 'NULL')")
+    out = subprocess.run([sys.executable, "-c", code, get_library_path()], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return None if out == "NULL" else out
+
+
+def test_library_reports_the_isa_it_chose():
+    assert _reported_isa("base") == "base"
+    widest = _reported_isa(None)  # the CPU's widest
+    assert widest in ISAS
+    for isa in ISAS:  # a request is lowered to what the CPU has, never raised
+        assert _reported_isa(isa) == ISAS[min(ISAS.index(isa), ISAS.index(widest))]
+    assert _reported_isa("sse9") is None  # unknown: kernels refuse to be created

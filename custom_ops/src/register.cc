@@ -1,5 +1,6 @@
-// Entry point of libonnx2snn_ops: RegisterCustomOps adds the "onnx2snn" domain,
-// with every op of the library, to a session's options.
+// The library's exported C functions: RegisterCustomOps adds the "onnx2snn"
+// domain, with every op of the library, to a session's options;
+// onnx2snn_kernel_isa tells which instruction set the CPU neuron kernels use.
 //
 // Built against the ONNX Runtime 1.17 headers (ORT_API_VERSION 17); newer
 // runtimes serve that API version unchanged, so one binary loads in any
@@ -8,13 +9,14 @@
 #include <mutex>
 #include <string>
 
-#include "bif_count.h"
-#include "bif_neuron.h"
-#include "if_neuron.h"
+#include "common/isa.h"
+#include "cpu/bif_count.h"
+#include "cpu/bif_neuron.h"
+#include "cpu/if_neuron.h"
 #include "onnxruntime_cxx_api.h"
-#include "ts_neuron.h"
+#include "cpu/ts_neuron.h"
 #ifdef ONNX2SNN_USE_CUDA
-#include "if_neuron_cuda.h"
+#include "cuda/if_neuron_cuda.h"
 #endif
 
 #if defined(_WIN32)
@@ -81,4 +83,17 @@ RegisterCustomOps(OrtSessionOptions* options, const OrtApiBase* api_base) {
     return api->CreateStatus(ORT_FAIL, msg.c_str());
   }
   return nullptr;
+}
+
+// The instruction set of the step loops that IFNeuron and BIFNeuron kernels created
+// now use (each kernel reads it once, when its session creates it): "base", "avx2"
+// or "avx512", the widest the CPU has lowered to ONNX2SNN_KERNEL_ISA; nullptr when
+// that variable holds an unknown value (kernels then fail to be created, saying so).
+// Needs no onnxruntime: callable through ctypes on the loaded library.
+extern "C" ONNX2SNN_EXPORT const char* onnx2snn_kernel_isa() {
+  try {
+    return onnx2snn::IsaName(onnx2snn::KernelIsa());
+  } catch (...) {
+    return nullptr;
+  }
 }

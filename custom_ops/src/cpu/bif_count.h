@@ -14,40 +14,31 @@
 //   k    = k + up - down;   y_t = k
 // A NaN target leaves k unchanged. No state survives between two Run calls.
 // Ground truth: onnx2snn/neurons/bif_count.py; the kernel matches it bit for bit.
+// This file: the op's schema (BIFCountOp) and CPU kernel.
 #pragma once
 
 #include <cstdint>
-#include <string>
 
-#include "onnxruntime_cxx_api.h"
+#include "common/kernel_base.h"
 
 namespace onnx2snn {
 
-struct BIFCountKernel {
-  BIFCountKernel(int64_t timesteps, int64_t levels, int64_t min_level, std::string node_name)
-      : timesteps_(timesteps), levels_(levels), min_level_(min_level), node_name_(std::move(node_name)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+// Attributes timesteps (>= 1), levels in [1, 2^24] and min_level in [-2^24, 0]
+// (integers exact in float32, the type of the count).
+class BIFCountKernel : public KernelBase<BIFCountKernel> {
+ public:
+  explicit BIFCountKernel(const KernelAttributes& attributes);
+  void Compute(OrtKernelContext* context) const;
 
  private:
-  void Compute(OrtKernelContext* context) const;  // throws on error
-  std::string Where() const { return "BIFCount node '" + node_name_ + "'"; }
-
   int64_t timesteps_;
   int64_t levels_;
   int64_t min_level_;
-  std::string node_name_;
 };
 
-struct BIFCountOp : Ort::CustomOpBase<BIFCountOp, BIFCountKernel, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const;
-
+struct BIFCountOp : OpBase<BIFCountOp, BIFCountKernel> {
   const char* GetName() const { return "BIFCount"; }
-
   size_t GetInputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace onnx2snn

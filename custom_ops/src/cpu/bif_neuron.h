@@ -18,51 +18,40 @@
 //   else                         y_t = 0;
 // No state survives between two Run calls.
 // Ground truth: onnx2snn/neurons/bif_neuron.py; the kernel matches it bit for bit.
+// This file: the op's schema (BIFNeuronOp) and CPU kernel.
 #pragma once
 
 #include <cstdint>
-#include <string>
 
-#include "if_neuron.h"
-#include "onnxruntime_cxx_api.h"
+#include "common/isa.h"
+#include "common/kernel_base.h"
+#include "common/neuron_inputs.h"
 
 namespace onnx2snn {
 
 // Runs block `block` of a problem prepared by PrepareIFNeuron; never throws.
 void BIFNeuronRunBlock(const IFNeuronProblem& p, int32_t levels, int32_t min_level, int64_t block) noexcept;
 
-struct BIFNeuronKernel {
-  BIFNeuronKernel(int64_t timesteps, int64_t levels, int64_t min_level, NeuronLayout layout,
-                  std::string node_name)
-      : timesteps_(timesteps), levels_(levels), min_level_(min_level), layout_(layout),
-        node_name_(std::move(node_name)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+class BIFNeuronKernel : public KernelBase<BIFNeuronKernel> {
+ public:
+  explicit BIFNeuronKernel(const KernelAttributes& attributes);
+  void Compute(OrtKernelContext* context) const;
 
  private:
-  void Compute(OrtKernelContext* context) const;  // throws on error
-  std::string Where() const;                      // "BIFNeuron node 'name'"
-
   int64_t timesteps_;
-  int64_t levels_;
-  int64_t min_level_;
+  int32_t levels_;
+  int32_t min_level_;
   NeuronLayout layout_;
-  std::string node_name_;
+  Isa isa_;
 };
 
-struct BIFNeuronOp : Ort::CustomOpBase<BIFNeuronOp, BIFNeuronKernel, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const;
-
+struct BIFNeuronOp : OpBase<BIFNeuronOp, BIFNeuronKernel> {
+  BIFNeuronOp() : OpBase(InferNeuronShape) {}
   const char* GetName() const { return "BIFNeuron"; }
-
   size_t GetInputTypeCount() const { return 4; }  // X, threshold, v_init, X2 (as IFNeuron)
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
-
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace onnx2snn

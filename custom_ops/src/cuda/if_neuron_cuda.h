@@ -1,5 +1,5 @@
 // IFNeuron for the CUDA execution provider: same op, same semantics and the
-// same bit-exact results as the CPU kernel (if_neuron.h). Built only with
+// same bit-exact results as the CPU kernel (cpu/if_neuron.h). Built only with
 // -DONNX2SNN_USE_CUDA=ON.
 //
 // if_neuron_cuda.cc holds the onnxruntime side (shapes, attributes, stream);
@@ -9,7 +9,8 @@
 #include <cstdint>
 #include <string>
 
-#include "if_neuron.h"
+#include "common/kernel_base.h"
+#include "common/neuron_inputs.h"
 
 namespace onnx2snn {
 
@@ -34,38 +35,27 @@ struct IFNeuronCudaArgs {
 // Launches the kernel on `stream` (a cudaStream_t); returns a CUDA error string or nullptr.
 const char* LaunchIFNeuronCuda(const IFNeuronCudaArgs& args, void* stream);
 
-struct IFNeuronCudaKernel {
-  IFNeuronCudaKernel(int64_t timesteps, ResetMode reset, std::string node_name)
-      : timesteps_(timesteps), reset_(reset), node_name_(std::move(node_name)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+// The CPU kernel's attributes; channel_block and repeat_input (CPU-session rewrites) are refused.
+class IFNeuronCudaKernel : public KernelBase<IFNeuronCudaKernel> {
+ public:
+  explicit IFNeuronCudaKernel(const KernelAttributes& attributes);
+  void Compute(OrtKernelContext* context) const;
 
  private:
   int64_t timesteps_;
   ResetMode reset_;
-  std::string node_name_;
 };
 
-struct IFNeuronCudaOp : Ort::CustomOpBase<IFNeuronCudaOp, IFNeuronCudaKernel, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info,
-                              void** op_kernel) const;
-
+struct IFNeuronCudaOp : OpBase<IFNeuronCudaOp, IFNeuronCudaKernel> {
+  IFNeuronCudaOp() : OpBase(InferNeuronShape) {}  // the schema is the CPU op's
   const char* GetName() const { return "IFNeuron"; }
   const char* GetExecutionProviderType() const { return "CUDAExecutionProvider"; }
 
   // The CPU op's inputs (onnxruntime requires the same count for every version of an
   // op); X2 is a CPU-session rewrite and is refused here.
   size_t GetInputTypeCount() const { return 4; }
-  ONNXTensorElementDataType GetInputType(size_t) const {
-    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  }
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index >= 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
-  }
-
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const {
-    return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
   }
 };
 

@@ -15,46 +15,34 @@
 // so the count is clip(floor(q), 0, T) and the spikes are the first ones.
 // No state survives between two Run calls.
 // Ground truth: onnx2snn/neurons/ts_neuron.py; the kernel matches it bit for bit.
+// This file: the op's schema (TSNeuronOp) and CPU kernel.
 #pragma once
 
 #include <cstdint>
-#include <string>
 
-#include "if_neuron.h"
-#include "onnxruntime_cxx_api.h"
+#include "common/kernel_base.h"
+#include "common/neuron_inputs.h"
 
 namespace onnx2snn {
 
 // Runs block `block` of a problem prepared by PrepareIFNeuron; never throws.
 void TSNeuronRunBlock(const IFNeuronProblem& p, int64_t block) noexcept;
 
-struct TSNeuronKernel {
-  TSNeuronKernel(int64_t timesteps, std::string node_name)
-      : timesteps_(timesteps), node_name_(std::move(node_name)) {}
-
-  OrtStatusPtr ComputeV2(OrtKernelContext* context) const;
+class TSNeuronKernel : public KernelBase<TSNeuronKernel> {
+ public:
+  explicit TSNeuronKernel(const KernelAttributes& attributes);
+  void Compute(OrtKernelContext* context) const;
 
  private:
-  void Compute(OrtKernelContext* context) const;  // throws on error
-  std::string Where() const;                      // "TSNeuron node 'name'"
-
   int64_t timesteps_;
-  std::string node_name_;
 };
 
-struct TSNeuronOp : Ort::CustomOpBase<TSNeuronOp, TSNeuronKernel, true> {
-  OrtStatusPtr CreateKernelV2(const OrtApi& api, const OrtKernelInfo* info, void** op_kernel) const;
-
+struct TSNeuronOp : OpBase<TSNeuronOp, TSNeuronKernel> {
   const char* GetName() const { return "TSNeuron"; }
-
-  size_t GetInputTypeCount() const { return 3; }
-  ONNXTensorElementDataType GetInputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
+  size_t GetInputTypeCount() const { return 3; }  // X, threshold, v_init
   OrtCustomOpInputOutputCharacteristic GetInputCharacteristic(size_t index) const {
     return index == 2 ? INPUT_OUTPUT_OPTIONAL : INPUT_OUTPUT_REQUIRED;
   }
-
-  size_t GetOutputTypeCount() const { return 1; }
-  ONNXTensorElementDataType GetOutputType(size_t) const { return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT; }
 };
 
 }  // namespace onnx2snn

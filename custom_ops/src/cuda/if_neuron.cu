@@ -7,7 +7,7 @@
 // --fmad=false and without fast-math.
 #include <cuda_runtime.h>
 
-#include "if_neuron_cuda.h"
+#include "cuda/if_neuron_cuda.h"
 
 namespace onnx2snn {
 namespace {
