@@ -100,12 +100,12 @@ def main() -> None:
             id_sess = _session("Identity", T, C, args.threads)
             run_if = _bound_run(if_sess, x, y)
 
-            def run_base():  # the kernel reads ONNX2SNN_KERNEL_ISA at every call
-                os.environ["ONNX2SNN_KERNEL_ISA"] = "base"
-                try:
-                    run_if()
-                finally:
-                    del os.environ["ONNX2SNN_KERNEL_ISA"]
+            os.environ["ONNX2SNN_KERNEL_ISA"] = "base"  # read when the session creates its kernel
+            try:
+                base_sess = _session("IFNeuron", T, C, args.threads)
+            finally:
+                del os.environ["ONNX2SNN_KERNEL_ISA"]
+            run_base = _bound_run(base_sess, x, y)
 
             theta = np.linspace(0.5, 1.5, C).astype(np.float32)
             if not args.no_numpy and mb <= 64:

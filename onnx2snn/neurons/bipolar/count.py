@@ -27,7 +27,7 @@ for ``BIFNeuron``.
 
 Invariant: the output has the shape of ``x``, dtype float32, integer values in
 [m, L] that change by at most 1 per step; a NaN target leaves the count
-unchanged. The C++ kernel (``custom_ops/src/bif_count.cc``) matches this
+unchanged. The C++ kernel (``custom_ops/src/cpu/bif_count.cc``) matches this
 function bit for bit.
 """
 from __future__ import annotations

@@ -32,7 +32,7 @@ to round-half-up. That is the lossless conversion of quantized ANNs.
 
 Invariant: the output has the shape of ``x``, dtype float32, every element in
 {−θ_c, 0, θ_c}; the running count Σ_{τ≤t} y_τ/θ_c of each element stays in
-[m, L]. The C++ kernel (``custom_ops/src/bif_neuron.cc``) matches this function
+[m, L]. The C++ kernel (``custom_ops/src/cpu/bif_neuron.cc``) matches this function
 bit for bit.
 """
 

@@ -42,7 +42,7 @@ TSNeuron spikes is exact: it equals max pooling of the quantised activations.
 
 Invariant: the output has the shape of ``x``, dtype float32, every element in
 {0, θ_c}, and along t each element's train is non-increasing (a prefix of
-spikes). The C++ kernel (``custom_ops/src/ts_neuron.cc``) matches this
+spikes). The C++ kernel (``custom_ops/src/cpu/ts_neuron.cc``) matches this
 function bit for bit.
 """
 
