@@ -252,6 +252,47 @@ def test_body_reading_an_outer_tensor_is_refused():
     assert info.value.offenders[0][0] == "bias"
 
 
+def _defined(graph: onnx.GraphProto) -> set[str]:
+    """The tensor and node names a graph defines (inputs, initializers, node outputs, node names)."""
+    return ({i.name for i in graph.input} | {t.name for t in graph.initializer}
+            | {o for n in graph.node for o in n.output} | {n.name for n in graph.node}) - {""}
+
+
+def test_body_redefines_no_outer_name_and_declares_the_snn_domain():
+    """The converted body is a subgraph: none of its names may be one of the outer graph's, even when the
+    outer graph uses names the cell's SNN makes too and the body reads outer constants (captured)."""
+    model = qrnn()
+    g = model.graph
+    scan = next(n for n in g.node if n.op_type == "Scan")
+    body = scan.attribute[0].g
+    for t in list(body.initializer):  # the bias as an outer Constant node, λ as an outer initializer
+        if t.name == "b":
+            g.node.insert(0, oh.make_node("Constant", [], ["b"], name="sum", value=t))
+            body.initializer.remove(t)
+        elif t.name == "q_lam":
+            g.initializer.append(t)
+            body.initializer.remove(t)
+    for n in g.node:  # outer names the cell's SNN uses as well
+        n.input[:] = ["s_analog_axis0" if i == "zero_index" else i for i in n.input]
+    next(t for t in g.initializer if t.name == "zero_index").name = "s_analog_axis0"
+    next(n for n in g.node if n.name == "readout").name = "input_weights"
+    onnx.checker.check_model(model, full_check=True)
+    x = _x()
+    (want,) = run(model, {"x": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=4))
+    snn = result.model
+    onnx.checker.check_model(snn, full_check=True)
+    assert [(o.domain, o.version) for o in snn.opset_import] == [("", 13), ("onnx2snn", 1)]
+    new_scan = next(n for n in snn.graph.node if n.op_type == "Scan")
+    new_body = next(a.g for a in new_scan.attribute if a.name == "body")
+    assert any(n.op_type == "BIFNeuron" and n.domain == "onnx2snn" for n in new_body.node)
+    assert not _defined(new_body) & _defined(snn.graph)
+    assert {"rnn/s_analog_axis0", "rnn/input_weights", "rnn/sum", "rnn/b"} <= _defined(new_body)
+    got, running = _snn(result).run(None, {"x": x})
+    np.testing.assert_allclose(got, want, atol=TOL)
+    np.testing.assert_allclose(running[-1], got, atol=TOL)
+
+
 def _float_rnn(activation):
     H, F, S = 4, 2, 5
     rng = np.random.default_rng(0)

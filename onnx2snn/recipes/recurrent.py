@@ -63,12 +63,13 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import onnx.helper as oh
-from onnx import numpy_helper
+import onnx_graphsurgeon as gs
 
 from .. import methods
 from ..neurons import kinds
 from ..config import ConvertConfig
-from ..core.graph import SNN_DOMAIN, SNN_DOMAIN_VERSION
+from ..core.builder import INT64_MAX, Builder
+from ..core.graph import NameScope, export_graph, import_model
 from ..errors import ConversionError, UnsupportedOpError
 from ..passes.activations import activation_names
 from ..passes.canonicalize import canonicalize
@@ -263,18 +264,6 @@ def _annotated(exc: UnsupportedOpError, scan: onnx.NodeProto) -> list[tuple[str,
 
 # -- the converted body and the rewired Scan --------------------------------------------------
 
-class _Names:
-    def __init__(self, used):
-        self.used = set(used)
-
-    def fresh(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            name, k = f"{base}_{k}", k + 1
-        self.used.add(name)
-        return name
-
-
 def _all_names(graph: onnx.GraphProto, recursive: bool = True) -> set[str]:
     names = {vi.name for vi in list(graph.input) + list(graph.output)} | {t.name for t in graph.initializer}
     for node in graph.node:
@@ -287,34 +276,26 @@ def _all_names(graph: onnx.GraphProto, recursive: bool = True) -> set[str]:
     return names - {""}
 
 
-def _rename_internal(graph: onnx.GraphProto, keep: set[str], taken: set[str], prefix: str,
-                     names: _Names) -> None:
-    """Give every tensor/node name of ``graph`` that collides with ``taken`` (and is not in ``keep``) a
-    fresh prefixed name from ``names``: a subgraph must not redefine a name of its outer scope."""
-    mapping = {}
-    for node in graph.node:
-        for o in node.output:
-            if o and o in taken and o not in keep:
-                mapping[o] = names.fresh(prefix + o)
+def _rename_internal(body: gs.Graph, taken: set[str], prefix: str, names: NameScope) -> None:
+    """Give every tensor/node name of ``body`` that is in ``taken`` (but its inputs' and outputs') a
+    fresh prefixed name: a subgraph must not redefine a name of its outer scope."""
+    keep = {t.name for t in list(body.inputs) + list(body.outputs)}
+    for tensor in body.tensors().values():
+        if tensor.name in taken and tensor.name not in keep:
+            tensor.name = names.fresh(prefix + tensor.name)
+    for node in body.nodes:
         if node.name in taken:
             node.name = names.fresh(prefix + node.name)
-    for t in graph.initializer:
-        if t.name in taken and t.name not in keep:
-            mapping[t.name] = names.fresh(prefix + t.name)
-            t.name = mapping[t.name]
-    for node in graph.node:
-        node.input[:] = [mapping.get(i, i) for i in node.input]
-        node.output[:] = [mapping.get(o, o) for o in node.output]
 
 
-def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tuple[list, list] | None:
-    """(nodes after the Scan, its final-state outputs they read) when every graph output is computed
-    from final states of ``scan`` by row-wise ops; else None (no running output)."""
+def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tuple[list[int], list[str]] | None:
+    """(positions of the nodes after the Scan, its final-state outputs they read) when every graph output
+    is computed from final states of ``scan`` by row-wise ops; else None (no running output)."""
     consts = set(_outer_constants(model))
     finals = [o for o in scan.output[:states] if o]
     known = set(finals)
-    post = []
-    for node in model.graph.node:
+    post, readers = [], []
+    for k, node in enumerate(model.graph.node):
         if any(i in known for i in node.input):
             if node.op_type not in ROW_OPS or any(i and i not in known and i not in consts for i in node.input):
                 return None
@@ -322,17 +303,18 @@ def _post_nodes(model: onnx.ModelProto, scan: onnx.NodeProto, states: int) -> tu
                 return None
             if node.op_type in ("Softmax", "LogSoftmax", "Flatten") and attr(node, "axis", 1) in (0,):
                 return None
-            post.append(node)
+            post.append(k)
+            readers.append(node)
             known.update(node.output)
     outs = [o.name for o in model.graph.output]
     if not outs or not all(o in known for o in outs):
         return None
-    used = [f for f in finals if any(f in n.input for n in post) or f in outs]
+    used = [f for f in finals if any(f in n.input for n in readers) or f in outs]
     return post, used
 
 
 def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertConfig, types: dict,
-                  offenders: list) -> tuple[onnx.GraphProto, dict, Recurrence, dict] | None:
+                  offenders: list) -> tuple[onnx.ModelProto, Recurrence, dict] | None:
     made = cell_model(model, scan, types, offenders)
     if made is None:
         return None
@@ -344,7 +326,7 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
         offenders.extend(_annotated(exc, scan))
         return None
     neurons = len(activation_names(ann))
-    body_in = attr(scan, "body").input
+    body = attr(scan, "body")
     seq = None
     scans = int(attr(scan, "num_scan_inputs"))
     axes = list(attr(scan, "scan_input_axes") or [0] * scans)
@@ -353,13 +335,25 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
         seq = dims[axes[0] % len(dims)] if dims else None
         seq = seq if isinstance(seq, int) else None
     info = Recurrence(label(scan), config.timesteps, needed, seq, neurons)
-    running = {o.name.removesuffix(RUNNING_SUFFIX): o for o in snn.graph.output if o.name.endswith(RUNNING_SUFFIX)}
-    return snn.graph, running, info, {"states": states, "outputs": outputs, "body_inputs": [i.name for i in body_in],
-                                     "thresholds": thresholds, "quantizers": _quantizers(ann)}
+    return snn, info, {"states": states, "outputs": outputs, "body_inputs": [i.name for i in body.input],
+                       "body_outputs": [o.name for o in body.output], "body_name": body.name, "thresholds": thresholds,
+                       "quantizers": _quantizers(ann)}
 
 
 def _quantizers(ann: onnx.ModelProto) -> dict:
     return {k: q.as_dict() for k, q in quantizers_from_metadata(ann).items()}
+
+
+def _without_bodies(model: onnx.ModelProto, scans: list[int]) -> onnx.ModelProto:
+    """A copy of ``model`` whose Scans (at positions ``scans``) have empty bodies: each body is replaced
+    by its converted cell, so graphsurgeon need not import the original."""
+    shell = onnx.ModelProto()
+    shell.CopyFrom(model)
+    for k in scans:
+        for a in shell.graph.node[k].attribute:
+            if a.name == "body":
+                a.g.Clear()
+    return shell
 
 
 def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
@@ -370,133 +364,112 @@ def build_recurrent_bif_snn(model: onnx.ModelProto, config: ConvertConfig
     offenders = outer_offenders(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     types = value_types(inferred)
-    scans = [n for n in model.graph.node if n.op_type == "Scan"]
+    scans = [k for k, n in enumerate(model.graph.node) if n.op_type == "Scan"]
     converted = {}
-    for scan in scans:
-        done = _convert_scan(model, scan, config, types, offenders)
+    for k in scans:
+        done = _convert_scan(model, model.graph.node[k], config, types, offenders)
         if done is not None:
-            converted[id(scan)] = done
+            converted[k] = done
     if offenders:
         raise UnsupportedOpError(offenders)
 
-    snn = onnx.ModelProto()
-    snn.CopyFrom(model)
-    del snn.graph.node[:]
-    scope = _all_names(model.graph, recursive=False)  # what a body must not redefine
-    outer = _Names(_all_names(model.graph).union(*(_all_names(c[0]) for c in converted.values())))
     T = config.timesteps
-    tracked = None  # (scan, post nodes, finals used) for the running output
-    for scan in reversed(scans):
-        found = _post_nodes(model, scan, converted[id(scan)][3]["states"])
+    tracked = None  # (position of the scan, positions of the post nodes, finals used) for the running output
+    for k in reversed(scans):
+        found = _post_nodes(model, model.graph.node[k], converted[k][2]["states"])
         if found is not None:
-            tracked = (scan, *found)
+            tracked = (k, *found)
             break
-    thresholds, recurrences, quantizers = {}, [], {}
-    extra_nodes, running_outputs = [], []
-    for node in model.graph.node:
-        if node.op_type != "Scan":
-            snn.graph.node.append(node)
-            continue
-        body, running, info, meta = converted[id(node)]
+    scope = _all_names(model.graph, recursive=False)  # what a body must not redefine
+    names = NameScope.of(_all_names(model.graph).union(*(_all_names(c[0].graph) for c in converted.values())))
+    graph = import_model(_without_bodies(model, scans))
+    nodes = list(graph.nodes)  # in the order of model.graph.node
+    outputs = list(graph.outputs)
+    thresholds, recurrences, quantizers, running_outputs = {}, [], {}, []
+    for k in scans:
+        scan = nodes[k]
+        cell, info, meta = converted[k]
         recurrences.append(info)
         quantizers[info.node] = meta["quantizers"]
-        thresholds.update({f"{info.node}/{k}": v for k, v in meta["thresholds"].items()})
-        states = meta["states"]
-        body_outputs = list(attr(node, "body").output)
-        new_body = onnx.GraphProto()
-        new_body.name = (attr(node, "body").name or "cell") + "_bif_snn"
-        new_body.node.extend(body.node)
-        new_body.initializer.extend(body.initializer)
-        inputs = {vi.name: vi for vi in body.input}
-        outs = {vi.name: vi for vi in body.output}
+        thresholds.update({f"{info.node}/{key}": v for key, v in meta["thresholds"].items()})
+        states, body_outputs = meta["states"], meta["body_outputs"]
+        body = gs.import_onnx(cell)
+        body.name = (meta["body_name"] or "cell") + "_bif_snn"
+        ins = {t.name: t for t in body.inputs}
+        outs = {t.name: t for t in body.outputs}
+        running = {t.name.removesuffix(RUNNING_SUFFIX): t for t in body.outputs if t.name.endswith(RUNNING_SUFFIX)}
         track = []
-        if tracked is not None and tracked[0] is node:
-            track = [j for j in range(states) if node.output[j] in tracked[2]]
-            if not all(body_outputs[j].name in running for j in track):
+        if tracked is not None and tracked[0] == k:
+            track = [j for j in range(states) if scan.outputs[j].name in tracked[2]]
+            if not all(body_outputs[j] in running for j in track):
                 track = []  # a form whose cell SNN has no running output: the final outputs only
-        r_in = [outer.fresh(f"{meta['body_inputs'][j]}_running_prev") for j in track]
-        ins = [inputs[n] for n in meta["body_inputs"]]
-        new_body.input.extend(ins[:states])
-        for j, name in zip(track, r_in):
-            dims = _dims(outs[body_outputs[j].name].type)
-            new_body.input.append(oh.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [T] + dims))
-        new_body.input.extend(ins[states:])
-        new_body.output.extend(outs[o.name] for o in body_outputs[:states])
-        new_body.output.extend(running[body_outputs[j].name] for j in track)
-        new_body.output.extend(outs[o.name] for o in body_outputs[states:])
-        keep = {vi.name for vi in list(new_body.input) + list(new_body.output)}
-        _rename_internal(new_body, keep, scope - keep, f"{info.node}/", outer)
-        new_scan = onnx.NodeProto()
-        new_scan.CopyFrom(node)
-        for a in new_scan.attribute:
-            if a.name == "body":
-                a.g.CopyFrom(new_body)
+        r_in = [gs.Variable(names.fresh(f"{meta['body_inputs'][j]}_running_prev"), np.float32,
+                            [T] + list(outs[body_outputs[j]].shape)) for j in track]
+        body_in = [ins[n] for n in meta["body_inputs"]]
+        body.inputs = body_in[:states] + r_in + body_in[states:]
+        body.outputs = [outs[o] for o in body_outputs[:states]] + [running[body_outputs[j]] for j in track] + \
+            [outs[o] for o in body_outputs[states:]]
+        _rename_internal(body, scope, f"{info.node}/", names)
+        scan.attrs["body"] = body
+        b = Builder(names, f"{info.node}/running/")
         r0, r_final = [], []
-        for j in track:
-            init = node.input[j]
-            shape, r_shape, zeros = (outer.fresh(f"{init}_{s}") for s in ("shape", "running_shape", "running_zero"))
-            steps = outer.fresh(f"{info.node}_substeps")
-            snn.graph.initializer.append(numpy_helper.from_array(np.array([T], np.int64), steps))
-            snn.graph.node.extend([
-                oh.make_node("Shape", [init], [shape], name=outer.fresh(f"{info.node}/running/shape")),
-                oh.make_node("Concat", [steps, shape], [r_shape], name=outer.fresh(f"{info.node}/running/r_shape"),
-                             axis=0),
-                oh.make_node("ConstantOfShape", [r_shape], [zeros], name=outer.fresh(f"{info.node}/running/zeros"),
-                             value=numpy_helper.from_array(np.zeros(1, np.float32), "zero"))])
+        for j in track:  # the running sums start at zeros [T_s, N, ...]
+            init = scan.inputs[j]
+            t = b.scoped(init.name)
+            shape, r_shape, zeros = t.var("_shape", np.int64), t.var("_running_shape", np.int64), t.var("_running_zero")
+            steps = b.scoped(info.node).const("_substeps", [T], np.int64)
+            at = next(i for i, n in enumerate(graph.nodes) if n is scan)  # built in order: no toposort
+            graph.nodes[at:at] = [b.node("Shape", "shape", [init], [shape]),
+                                  b.node("Concat", "r_shape", [steps, shape], [r_shape], {"axis": 0}),
+                                  b.node("ConstantOfShape", "zeros", [r_shape], [zeros],
+                                         {"value": gs.Constant("zero", np.zeros(1, np.float32))})]
             r0.append(zeros)
-            r_final.append(outer.fresh(f"{node.output[j]}_running_sums"))
-        new_scan.input[:] = list(node.input[:states]) + r0 + list(node.input[states:])
-        new_scan.output[:] = list(node.output[:states]) + r_final + list(node.output[states:])
-        snn.graph.node.append(new_scan)
+            r_final.append(b.scoped(scan.outputs[j].name).var("_running_sums"))
+        for n, (r, final) in enumerate(zip(r0, r_final)):
+            scan.inputs.insert(states + n, r)
+            scan.outputs.insert(states + n, final)
         if track:
-            extra_nodes, running_outputs = _running_readout(model, node, tracked[1], track, r_final, T, outer)
-    snn.graph.node.extend(extra_nodes)
-    snn.graph.output.extend(running_outputs)
-    del snn.opset_import[:]
-    snn.opset_import.extend([o for o in model.opset_import if o.domain != SNN_DOMAIN]
-                            + [oh.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION)])
+            extra, running_outputs = _running_readout(outputs, scan, [nodes[p] for p in tracked[1]], track,
+                                                      r_final, T, names)
+            graph.nodes += extra
+    graph.outputs = outputs + running_outputs
+    snn = export_graph(graph, model, tidy=False)  # the cells are tidy, the rest was built in order
     del snn.metadata_props[:]
     return snn, thresholds, recurrences, [o.name for o in running_outputs], quantizers
 
 
-def _running_readout(model, scan, post, track, r_final, T, names: _Names):
-    """The post-Scan layers applied to the running sums of the last element ([T_s·N, ...] rows)."""
-    nodes, rename = [], {}
-    two, big, minus = (names.fresh(f"running_{s}") for s in ("two", "end", "minus_one"))
-    for name, value in ((two, 2), (big, np.iinfo(np.int64).max), (minus, -1)):
-        nodes.append(oh.make_node("Constant", [], [name], name=names.fresh(name),
-                                  value=numpy_helper.from_array(np.array([value], np.int64))))
+def _running_readout(graph_outputs, scan, post, track, r_final, T, names: NameScope):
+    """The post-Scan layers applied to the running sums of the last element ([T_s·N, ...] rows):
+    (nodes, running outputs), or ([], []) when an output's features are not static."""
+    b = Builder(names)
+    (two_node, two), (big_node, big), (minus_node, minus) = (
+        b.const_node(f"running_{s}", [v], np.int64) for s, v in (("two", 2), ("end", INT64_MAX), ("minus_one", -1)))
+    nodes, rename = [two_node, big_node, minus_node], {}
     for j, r in zip(track, r_final):  # [T_s, N, ...] → [T_s·N, ...]
-        final = scan.output[j]
-        shape, feat, target, folded = (names.fresh(f"{final}_running_{s}") for s in ("shape", "features",
-                                                                                      "fold_shape", "folded"))
-        nodes += [oh.make_node("Shape", [r], [shape], name=names.fresh(f"{final}/running/shape")),
-                  oh.make_node("Slice", [shape, two, big], [feat], name=names.fresh(f"{final}/running/features")),
-                  oh.make_node("Concat", [minus, feat], [target], axis=0,
-                               name=names.fresh(f"{final}/running/fold_shape")),
-                  oh.make_node("Reshape", [r, target], [folded], name=names.fresh(f"{final}/running/fold"))]
+        final = scan.outputs[j].name
+        t, n = b.scoped(f"{final}_running_"), b.scoped(f"{final}/running/")
+        shape, feat, target = (t.var(s, np.int64) for s in ("shape", "features", "fold_shape"))
+        folded = t.var("folded")
+        nodes += [n.node("Shape", "shape", [r], [shape]), n.node("Slice", "features", [shape, two, big], [feat]),
+                  n.node("Concat", "fold_shape", [minus, feat], [target], {"axis": 0}),
+                  n.node("Reshape", "fold", [r, target], [folded])]
         rename[final] = folded
     for node in post:
-        clone = onnx.NodeProto()
-        clone.CopyFrom(node)
-        clone.name = names.fresh((node.name or node.op_type) + RUNNING_SUFFIX)
-        clone.input[:] = [rename.get(i, i) for i in node.input]
-        for k, o in enumerate(node.output):
-            rename[o] = names.fresh(o + "_running_rows")
-            clone.output[k] = rename[o]
+        name = b.name((node.name or node.op) + RUNNING_SUFFIX)
+        outs = [b.var(o.name + "_running_rows", None) for o in node.outputs]
+        clone = gs.Node(node.op, name, attrs=dict(node.attrs), inputs=[rename.get(i.name, i) for i in node.inputs],
+                        outputs=outs, domain=node.domain)
+        rename.update({o.name: v for o, v in zip(node.outputs, outs)})
         nodes.append(clone)
     outputs = []
-    for out in model.graph.output:
-        dims = _dims(out.type) or []
+    for out in graph_outputs:
+        dims = list(out.shape or [])
         if not _static_features(dims):
             return [], []
-        name = names.fresh(out.name + RUNNING_SUFFIX)
-        shape = names.fresh(out.name + "_running_shape")
-        nodes += [oh.make_node("Constant", [], [shape], name=names.fresh(shape), value=numpy_helper.from_array(
-                      np.array([T, -1] + dims[1:], np.int64))),
-                  oh.make_node("Reshape", [rename[out.name], shape], [name],
-                               name=names.fresh(out.name + "/running/unfold"))]
-        outputs.append(oh.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [T, dims[0]] + dims[1:]))
+        result = gs.Variable(names.fresh(out.name + RUNNING_SUFFIX), np.float32, [T, dims[0]] + dims[1:])
+        shape_node, shape = b.const_node(out.name + "_running_shape", [T, -1] + dims[1:], np.int64)
+        nodes += [shape_node, b.node("Reshape", out.name + "/running/unfold", [rename[out.name], shape], [result])]
+        outputs.append(result)
     return nodes, outputs
 
 
