@@ -52,12 +52,11 @@ from onnx import numpy_helper
 from .._library import get_library_path
 from .._progress import Progress
 from ..config import Calibration
+from ..neurons.kinds import IF, NeuronKind, kind
 from ..data import iter_batches
 from ..snn.time_axis import AddTimeAxisPass
-from ..passes.activations import activation_nodes
-from ..core.graph import export_graph, import_model
-from ..core.graph import SNN_DOMAIN
-from ..passes.activations import relu_cap
+from ..passes.activations import activation_nodes, relu_cap
+from ..core.graph import SNN_DOMAIN, export_graph, import_model
 from .collect import augment_outputs, calibration_session
 
 log = logging.getLogger(__name__)
@@ -249,9 +248,9 @@ class LayerwiseCalibrator:
     """Calibrate biases, initial potentials and weights of the SNN layer by layer."""
 
     def __init__(self, ann: onnx.ModelProto, thresholds: dict[str, np.ndarray], v0: dict[str, np.ndarray],
-                 timesteps: int, reset: str, steps: tuple[Calibration, ...], neuron_op: str = "IFNeuron",
+                 timesteps: int, reset: str, steps: tuple[Calibration, ...], neuron: NeuronKind | str = IF,
                  keep_bytes: int | None = None, sample_steps: int | None = None):
-        self.neuron_op = neuron_op
+        self.neuron = kind(neuron)  # the neuron the SNN will use, simulated layer by layer
         self.keep_bytes = KEEP_BYTES if keep_bytes is None else int(keep_bytes)
         self.sample_steps = SAMPLE_STEPS if sample_steps is None else int(sample_steps)
         self.ann = onnx.ModelProto()
@@ -269,9 +268,8 @@ class LayerwiseCalibrator:
         self._neuron_session = self._make_neuron_session()
 
     def _make_neuron_session(self) -> ort.InferenceSession:
-        attrs = dict(reset=self.reset) if self.neuron_op == "IFNeuron" else dict(levels=self.T)
-        node = onnx.helper.make_node(self.neuron_op, ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
-                                     timesteps=self.T, **attrs)
+        node = onnx.helper.make_node(self.neuron.op, ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
+                                     **self.neuron.attributes(self.T, self.reset))
         f = onnx.TensorProto.FLOAT
         graph = onnx.helper.make_graph([node], "neuron", [onnx.helper.make_tensor_value_info(n, f, None)
                                                       for n in ("x", "theta", "v0")],
@@ -444,7 +442,7 @@ class LayerwiseCalibrator:
                 current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
             y, r, _, ca = self._simulate(layer, current, z_cache[b][i], valid)
             floor_after += _sq(ca - r)
-            down = np.packbits(y < 0) if self.neuron_op == "BIFNeuron" else None
+            down = np.packbits(y < 0) if self.neuron.signed else None
             store[layer.act].append((np.packbits(y > 0), down, y.shape, layer.theta))
         return floor_after
 

@@ -97,7 +97,7 @@ class RateRecipe(Recipe):
         if not config.calibrate:
             return Parameters(ann, thresholds, v_init)
         calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate,
-                                         self.neuron_op)
+                                         self.neuron)
         calibrated, v_init, reports = calibrator.run(feeds, config.batch_size, fixed, progress=progress)
         return Parameters(calibrated, thresholds, v_init, tuple(reports))
 
