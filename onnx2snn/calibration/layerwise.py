@@ -52,11 +52,11 @@ from onnx import numpy_helper
 from .._library import get_library_path
 from .._progress import Progress
 from ..config import Calibration
-from ..neurons.kinds import IF, NeuronKind, kind
-from ..data import iter_batches
-from ..snn.time_axis import AddTimeAxisPass
-from ..passes.activations import activation_nodes, relu_cap
 from ..core.graph import SNN_DOMAIN, export_graph, import_model
+from ..data import iter_batches
+from ..neurons.kinds import IF, NeuronKind, kind
+from ..passes.activations import activation_nodes, relu_cap
+from ..snn.time_axis import AddTimeAxisPass
 from .collect import augment_outputs, calibration_session
 
 log = logging.getLogger(__name__)

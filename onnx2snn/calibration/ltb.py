@@ -22,10 +22,9 @@ import onnx
 import onnx_graphsurgeon as gs
 
 from .._progress import Progress
+from ..core.graph import NameScope, export_graph, import_model
 from ..errors import CalibrationError
 from ..passes.activations import activation_nodes
-from ..core.graph import export_graph, import_model
-from ..core.graph import NameScope
 from .collect import calibration_session
 
 

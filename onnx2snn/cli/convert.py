@@ -48,8 +48,8 @@ def add_parser(sub, parents) -> None:
 
 
 def run(args) -> int:
-    from ..io import check_output_path, load_model, save_model
     from .. import metadata
+    from ..io import check_output_path, load_model, save_model
     from ..pipeline import convert
 
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))

@@ -7,6 +7,7 @@ import onnx_graphsurgeon as gs
 from ..core.graph import constant_value, is_empty
 from ..errors import ConversionError
 
+
 def broadcast_threshold(theta: np.ndarray, rank: int) -> np.ndarray:
     """θ of shape [], [1] or [C] as an array that broadcasts against [N, C, ...] of ``rank``."""
     theta = np.asarray(theta, np.float32)

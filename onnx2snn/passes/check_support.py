@@ -16,8 +16,8 @@ from typing import Collection
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import UnsupportedOpError
 from ..core.graph import constant_value, is_empty, is_graph_output, node_label
+from ..errors import UnsupportedOpError
 from .activations import relu_cap
 
 # per-sample linear or affine ops that need no check beyond "weights are constant"

@@ -35,18 +35,18 @@ import numpy as np
 import onnx
 
 from .. import metadata, methods
-from ..neurons import kinds
 from ..config import ConvertConfig, Form
-from ..errors import ConversionError
-from ..snn.time_axis import AddTimeAxisPass
-from ..passes.fold_constants import FoldConstantsPass
-from ..snn.readout import ReadoutPass
-from ..passes.remove_identity import RemoveIdentityPass
 from ..core.graph import export_graph, import_model
-from ..passes.quantizers import quantizers_from_metadata
-from ..snn.s_analog import SAnalogEncodingPass, constant_terms
+from ..errors import ConversionError
+from ..neurons import kinds
 from ..neurons.bipolar.count_lowering import CountQuantizedActivationsPass
 from ..neurons.bipolar.lowering import SpikeQuantizedPass, bif_parameters, exact_timesteps
+from ..passes.fold_constants import FoldConstantsPass
+from ..passes.quantizers import quantizers_from_metadata
+from ..passes.remove_identity import RemoveIdentityPass
+from ..snn.readout import ReadoutPass
+from ..snn.s_analog import SAnalogEncodingPass, constant_terms
+from ..snn.time_axis import AddTimeAxisPass
 from .base import Built, Parameters, Recipe
 
 log = logging.getLogger(__name__)

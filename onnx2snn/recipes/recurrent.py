@@ -66,11 +66,11 @@ import onnx.helper as oh
 import onnx_graphsurgeon as gs
 
 from .. import methods
-from ..neurons import kinds
 from ..config import ConvertConfig
 from ..core.builder import INT64_MAX, Builder
 from ..core.graph import NameScope, export_graph, import_model
 from ..errors import ConversionError, UnsupportedOpError
+from ..neurons import kinds
 from ..passes.activations import activation_names
 from ..passes.canonicalize import canonicalize
 from ..passes.check_support import LINEAR_WEIGHTED, STRUCTURAL

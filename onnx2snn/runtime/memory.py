@@ -74,9 +74,9 @@ class MemoryEstimate:
 
 def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     """Weights and per-sample activation bytes of one run of ``model``."""
-    from ..data import model_inputs
     from ..core.graph import import_model
     from ..core.shapes import tensor_shapes
+    from ..data import model_inputs
 
     graph = import_model(model)
     specs = {s.name: s for s in model_inputs(model)}

@@ -33,9 +33,9 @@ def InferenceSession(model, sess_options: ort.SessionOptions | None = None, prov
     (``"auto"``: 2 MiB per intra-op thread; None: one run for the whole batch), so
     the activations stay in the caches (:mod:`onnx2snn.runtime.chunking`; same outputs).
     """
+    from ..core.graph import SNN_DOMAIN
     from .blocked_layout import NEURON_OPS, blocked_session
     from .chunking import SNNSession, chunk_samples, default_chunk_bytes
-    from ..core.graph import SNN_DOMAIN
 
     if chunk_bytes is not None and chunk_bytes != "auto" and (
             not isinstance(chunk_bytes, int) or isinstance(chunk_bytes, bool) or chunk_bytes <= 0):

@@ -17,6 +17,7 @@ import onnxruntime as ort
 from .. import metadata
 from ..errors import ConversionError
 
+
 class StreamingSession:
     """An onnxruntime session of a streaming SNN that steps through time.
 

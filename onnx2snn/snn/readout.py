@@ -25,9 +25,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import ConversionError
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult
+from ..errors import ConversionError
 
 RUNNING_SUFFIX = "_running_mean"
 

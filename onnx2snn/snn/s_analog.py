@@ -36,11 +36,11 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from ..errors import ConversionError
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, export_graph, import_model, replace_uses
-from ..passes.quantizers import quantizers_from_metadata
+from ..errors import ConversionError
 from ..neurons.bipolar.lowering import neuron_nodes
+from ..passes.quantizers import quantizers_from_metadata
 
 
 def final_tensors(graph: gs.Graph) -> list:

@@ -21,8 +21,8 @@ from typing import Mapping
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import CalibrationError
 from ..core.graph import SNN_DOMAIN, NameScope, PassResult
+from ..errors import CalibrationError
 from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
 

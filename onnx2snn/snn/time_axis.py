@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..errors import ConversionError
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value, is_graph_output, replace_uses
+from ..errors import ConversionError
 
 
 class AddTimeAxisPass:

@@ -31,10 +31,10 @@ from typing import Mapping
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...errors import ConversionError, UnsupportedOpError
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult, node_label
-from ...passes.quantizers import Quantizer
+from ...errors import ConversionError, UnsupportedOpError
 from ...passes.activations import activation_nodes
+from ...passes.quantizers import Quantizer
 
 NONLINEAR_POOLS = ("MaxPool", "GlobalMaxPool")
 

@@ -20,12 +20,11 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...core.builder import Builder
+from ...core.builder import INT64_MAX, Builder, unfold_time_nodes
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
-from ...core.builder import INT64_MAX, unfold_time_nodes
-from .step import if_step_nodes
-from ..params import neuron_params
 from ...core.shapes import tensor_shapes
+from ..params import neuron_params
+from .step import if_step_nodes
 
 
 class PortableNeuronsPass:

@@ -23,6 +23,7 @@ from ...core.builder import Builder, greater_or_equal_nodes
 from ...core.graph import NameScope
 from ...errors import ConversionError
 
+
 def if_step_nodes(names: NameScope, prefix: str, x, v, theta: np.ndarray, reset: str, opset: int,
                   y, v_next) -> list[gs.Node]:
     """Nodes computing one IF step: y, v_next from input current x and potential v."""

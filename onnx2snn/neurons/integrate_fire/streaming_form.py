@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...errors import ConversionError
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
-from .step import if_step_nodes
-from ..params import neuron_params
 from ...core.shapes import tensor_shapes
+from ...errors import ConversionError
+from ..params import neuron_params
+from .step import if_step_nodes
 
 STEP_SUFFIX = "_step"
 NEXT_SUFFIX = "_next"

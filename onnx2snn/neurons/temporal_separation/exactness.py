@@ -52,8 +52,8 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
-from ...errors import UnsupportedOpError
 from ...core.graph import SNN_DOMAIN, node_label
+from ...errors import UnsupportedOpError
 
 MAX_POOLS = ("MaxPool", "GlobalMaxPool")
 

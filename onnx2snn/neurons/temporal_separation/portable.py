@@ -25,10 +25,10 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...core.graph import SNN_DOMAIN, NameScope, PassResult
 from ...core.builder import Builder, greater_or_equal_nodes, unfold_time_nodes
-from ..params import neuron_params
+from ...core.graph import SNN_DOMAIN, NameScope, PassResult
 from ...core.shapes import tensor_shapes
+from ..params import neuron_params
 
 
 class PortableTSNeuronsPass:

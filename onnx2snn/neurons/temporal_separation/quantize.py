@@ -23,13 +23,13 @@ from typing import Mapping
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...errors import ConversionError
 from ...core.builder import Builder
 from ...core.graph import NameScope, PassResult
-from ..params import broadcast_threshold
 from ...core.shapes import tensor_shapes
+from ...errors import ConversionError
 from ...passes.activations import activation_nodes
 from ...snn.spike import neuron_threshold
+from ..params import broadcast_threshold
 
 
 class QuantizeActivationsPass:

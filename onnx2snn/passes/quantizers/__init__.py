@@ -10,12 +10,12 @@ form's lowering, a ``BIFCount`` on each quantizer's level, is the bipolar neuron
 Invariant: each module only imports those listed before it (and ``core``); this
 package imports nothing from ``neurons``.
 """
-from .model import Quantizer, quantizers_from_metadata, quantizers_to_json
-from .match import NoMatch, QuantizerMatch
 from .chain import CHAIN_OPS, ROUNDING_OPS, match_chain
+from .detect import DetectQuantizedActivationsPass
+from .match import NoMatch, QuantizerMatch
+from .model import Quantizer, quantizers_from_metadata, quantizers_to_json
 from .qdq import QDQ_OPS, match_qdq
 from .qdq_weights import fold_qdq_weights
-from .detect import DetectQuantizedActivationsPass
 
 __all__ = ["Quantizer", "quantizers_from_metadata", "quantizers_to_json", "NoMatch", "QuantizerMatch", "CHAIN_OPS",
            "ROUNDING_OPS", "match_chain", "QDQ_OPS", "match_qdq", "fold_qdq_weights", "DetectQuantizedActivationsPass"]
