@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnx_graphsurgeon as gs
 
 from .._progress import Progress
+from ..core.builder import Builder
 from ..core.graph import NameScope, export_graph, import_model
 from ..errors import CalibrationError
 from ..passes.activations import activation_nodes
@@ -34,16 +34,16 @@ def clipped_ann(ann: onnx.ModelProto, shapes: dict[str, tuple]) -> tuple[onnx.Mo
     Returns the model, the θ input names and the z names (in layer order)."""
     graph = import_model(ann)
     names = NameScope(graph)
+    b = Builder(names)
     theta_names, z_names = [], []
     for node in activation_nodes(graph):
         out = node.outputs[0]
         z = node.inputs[0]
         rank = len(shapes[out.name]) + 1
-        theta = gs.Variable(names.fresh(out.name + "_ltb_theta"), dtype=np.float32,
-                            shape=[shapes[out.name][0]] + [1] * (rank - 2))
-        relu_out = gs.Variable(names.fresh(out.name + "_ltb_relu"), dtype=np.float32)
-        relu = gs.Node("Relu", names.fresh(node.name + "_ltb"), inputs=[z], outputs=[relu_out])
-        clip = gs.Node("Min", names.fresh(node.name + "_ltb_min"), inputs=[relu_out, theta], outputs=[out])
+        theta = b.var(out.name + "_ltb_theta", np.float32, shape=[shapes[out.name][0]] + [1] * (rank - 2))
+        relu_out = b.var(out.name + "_ltb_relu", np.float32)
+        relu = b.node("Relu", node.name + "_ltb", inputs=[z], outputs=[relu_out])
+        clip = b.node("Min", node.name + "_ltb_min", inputs=[relu_out, theta], outputs=[out])
         node.outputs.clear()
         node.inputs.clear()
         graph.nodes += [relu, clip]

@@ -32,8 +32,8 @@ class Builder:
     def name(self, suffix: str) -> str:
         return self.names.fresh(self.prefix + suffix)
 
-    def var(self, suffix: str, dtype=np.float32) -> gs.Variable:
-        return gs.Variable(self.name(suffix), dtype=dtype)
+    def var(self, suffix: str, dtype=np.float32, shape=None) -> gs.Variable:
+        return gs.Variable(self.name(suffix), dtype=dtype, shape=shape)
 
     def const(self, suffix: str, value, dtype=None) -> gs.Constant:
         return gs.Constant(self.name(suffix), np.asarray(value, dtype))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import onnx_graphsurgeon as gs
 
+from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult
 from .activations import relu_cap
 
@@ -25,6 +26,7 @@ class MoveMaxPoolPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
+        b = Builder(names)
         count = 0
         for pool in [n for n in graph.nodes if n.op in POOLS]:
             act_out = pool.inputs[0]
@@ -33,10 +35,10 @@ class MoveMaxPoolPass:
                 continue
             if len(pool.outputs) > 1 and pool.outputs[1].outputs:
                 continue  # pooling indices are used: leave it (reported by the support check)
-            pooled = gs.Variable(names.fresh(pool.outputs[0].name + "_prerelu"), dtype=act_out.dtype)
+            pooled = b.var(pool.outputs[0].name + "_prerelu", act_out.dtype)
             new_pool = gs.Node(pool.op, pool.name, attrs=dict(pool.attrs),
                                inputs=[act.inputs[0]], outputs=[pooled])
-            new_act = gs.Node(act.op, names.fresh(act.name + "_after_pool"), attrs=dict(act.attrs),
+            new_act = b.node(act.op, act.name + "_after_pool", attrs=dict(act.attrs),
                               inputs=[pooled] + list(act.inputs[1:]), outputs=[pool.outputs[0]])
             self.moved[act_out.name] = pool.outputs[0].name
             pool.outputs.clear()

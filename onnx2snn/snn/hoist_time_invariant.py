@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value
 from ..core.shapes import tensor_shapes
 
@@ -130,6 +131,7 @@ class HoistTimeInvariantPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
+        b = Builder(names)
         ranks = {name: len(shape) for name, shape in tensor_shapes(graph).items()}
         untiled: dict[int, gs.Tensor] = {}  # id(tiled tensor) -> the tensor it tiles
         for node in graph.nodes:
@@ -154,12 +156,10 @@ class HoistTimeInvariantPass:
                 if id(t) in untiled:
                     node.inputs[i] = untiled[id(t)]
             for i, (out, rank_out) in enumerate(zip(list(node.outputs), out_ranks)):
-                inner = gs.Variable(names.fresh(out.name + "_once"), dtype=out.dtype)
+                inner = b.var(out.name + "_once", out.dtype)
                 node.outputs[i] = inner
                 reps = np.array([self.timesteps] + [1] * (rank_out - 1), np.int64)
-                graph.nodes.append(gs.Node(
-                    "Tile", names.fresh(out.name + "_time_tile"),
-                    inputs=[inner, gs.Constant(names.fresh(out.name + "_time_repeats"), reps)], outputs=[out]))
+                graph.nodes.append(b.node("Tile", out.name + "_time_tile", inputs=[inner, b.const(out.name + "_time_repeats", reps)], outputs=[out]))
                 untiled[id(out)] = inner
                 work.extend(out.outputs)
             count += 1

@@ -61,11 +61,11 @@ def constant_terms(ann: onnx.ModelProto) -> dict[str, np.ndarray]:
     import onnxruntime as ort
 
     graph = import_model(ann)
-    names = NameScope(graph)
+    b = Builder(NameScope(graph))
     wanted = []
     for node in neuron_nodes(graph, quantizers_from_metadata(ann)):
         wanted.append(node.inputs[0])
-        zero = gs.Constant(names.fresh(node.outputs[0].name + "_zero"), np.array(0.0, np.float32))
+        zero = b.const(node.outputs[0].name + "_zero", np.array(0.0, np.float32))
         node.op, node.attrs = "Mul", {}
         while len(node.inputs) > 1:
             node.inputs.pop()

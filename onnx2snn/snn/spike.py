@@ -21,6 +21,7 @@ from typing import Mapping
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ..core.builder import Builder
 from ..core.graph import SNN_DOMAIN, NameScope, PassResult
 from ..errors import CalibrationError
 from ..neurons.kinds import IF, NeuronKind, kind
@@ -59,15 +60,16 @@ class SpikeActivationsPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
+        b = Builder(names)
         count = 0
         attrs = self.neuron.attributes(self.timesteps, self.reset)  # BIF: levels = T, output ∈ [0, θ] like IF
         for node in activation_nodes(graph):
             out = node.outputs[0]
             theta = neuron_threshold(node, self.thresholds)
-            inputs = [node.inputs[0], gs.Constant(names.fresh(out.name + "_threshold"), theta)]
+            inputs = [node.inputs[0], b.const(out.name + "_threshold", theta)]
             if out.name in self.v_init:
                 v0 = np.asarray(self.v_init[out.name], dtype=np.float32)
-                inputs.append(gs.Constant(names.fresh(out.name + "_v_init"), v0))
+                inputs.append(b.const(out.name + "_v_init", v0))
             neuron = gs.Node(self.op, node.name or names.fresh(self.op), domain=SNN_DOMAIN,
                              attrs=dict(attrs), inputs=inputs, outputs=[out])
             node.outputs.clear()

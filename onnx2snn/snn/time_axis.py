@@ -50,7 +50,7 @@ class AddTimeAxisPass:
             if shape is not None and shape.size and int(shape[0]) in fixed_batches:
                 new = shape.astype(np.int64).copy()
                 new[0] = 0
-                node.inputs[1] = gs.Constant(names.fresh(node.inputs[1].name + "_timefolded"), new)
+                node.inputs[1] = b.const(node.inputs[1].name + "_timefolded", new)
                 count += 1
         for tensor in graph.tensors().values():
             if isinstance(tensor, gs.Variable) and not any(t is tensor for t in graph.inputs) \

@@ -31,6 +31,7 @@ from typing import Mapping
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ...core.builder import Builder
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult, node_label
 from ...errors import ConversionError, UnsupportedOpError
 from ...passes.activations import activation_nodes
@@ -69,6 +70,7 @@ class SpikeQuantizedPass:
 
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
+        b = Builder(names)
         nodes = activation_nodes(graph)
         missing = [(*node_label(n), "this activation is not quantized; BIF neurons convert quantized "
                     "activations only: quantize it (e.g. QCFS) or use --neuron if")
@@ -81,10 +83,10 @@ class SpikeQuantizedPass:
             q = self.quantizers[out.name]
             rank = len(x.shape) if x.shape is not None else None
             theta, v0, gain = bif_parameters(q, rank)
-            inputs = [x, gs.Constant(names.fresh(out.name + "_threshold"), theta)]
+            inputs = [x, b.const(out.name + "_threshold", theta)]
             if v0 is not None:
-                inputs.append(gs.Constant(names.fresh(out.name + "_v_init"), v0))
-            spikes = out if gain is None else gs.Variable(names.fresh(out.name + "_spikes"), dtype=np.float32)
+                inputs.append(b.const(out.name + "_v_init", v0))
+            spikes = out if gain is None else b.var(out.name + "_spikes", np.float32)
             neuron = gs.Node("BIFNeuron", node.name or names.fresh("BIFNeuron"), domain=SNN_DOMAIN,
                              attrs={"timesteps": self.timesteps, "levels": int(q.levels),
                                     **({"min_level": int(q.lowest)} if q.lowest else {})},
@@ -93,8 +95,7 @@ class SpikeQuantizedPass:
             node.inputs.clear()
             graph.nodes.append(neuron)
             if gain is not None:
-                graph.nodes.append(gs.Node("Mul", names.fresh(out.name + "/output_step"),
-                                           inputs=[spikes, gs.Constant(names.fresh(out.name + "_gain"), gain)],
+                graph.nodes.append(b.node("Mul", out.name + "/output_step", inputs=[spikes, b.const(out.name + "_gain", gain)],
                                            outputs=[out]))
         graph.cleanup().toposort()
         check_exact_ops(graph)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx_graphsurgeon as gs
 
+from ...core.builder import Builder
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
 from ...core.shapes import tensor_shapes
 from ...errors import ConversionError
@@ -51,13 +52,14 @@ class StreamingFormPass:
 
     def __call__(self, graph: gs.Graph) -> StreamingResult:
         names = NameScope(graph)
+        b = Builder(names)
         shapes = tensor_shapes(graph)
         opset = int(graph.opset)
         state_in, state_out, initial = [], [], {}
 
         def add_state(name, shape):
-            inp = gs.Variable(names.fresh(name), dtype=np.float32, shape=shape)
-            out = gs.Variable(names.fresh(name + NEXT_SUFFIX), dtype=np.float32, shape=shape)
+            inp = b.var(name, np.float32, shape=shape)
+            out = b.var(name + NEXT_SUFFIX, np.float32, shape=shape)
             state_in.append(inp)
             state_out.append(out)
             return inp, out
@@ -79,8 +81,7 @@ class StreamingFormPass:
             graph.nodes += if_step_nodes(names, a.name, x, v, theta, reset, opset, a, v_next)
 
         counter, counter_next = add_state(STEP_COUNTER, [])
-        graph.nodes.append(gs.Node("Add", names.fresh(STEP_COUNTER + "/count"),
-                                   inputs=[counter, gs.Constant(names.fresh("one"), np.array(1.0, np.float32))],
+        graph.nodes.append(b.node("Add", STEP_COUNTER + "/count", inputs=[counter, b.const("one", np.array(1.0, np.float32))],
                                    outputs=[counter_next]))
         means, steps = [], []
         for orig in list(graph.outputs):
@@ -95,18 +96,18 @@ class StreamingFormPass:
                 softmax.inputs.clear()
             else:
                 y = orig
-            step = gs.Variable(names.fresh(base + STEP_SUFFIX), dtype=np.float32, shape=shape)
+            step = b.var(base + STEP_SUFFIX, np.float32, shape=shape)
             if y is orig:
                 y.name = step.name
                 step = y
             else:
-                graph.nodes.append(gs.Node("Identity", names.fresh(base + "/step"), inputs=[y], outputs=[step]))
+                graph.nodes.append(b.node("Identity", base + "/step", inputs=[y], outputs=[step]))
             total, total_next = add_state(base + "_sum", shape)
             out = gs.Variable(base, dtype=np.float32, shape=shape)
-            mean = gs.Variable(names.fresh(base + "_mean_raw"), dtype=np.float32) if softmax is not None else out
+            mean = b.var(base + "_mean_raw", np.float32) if softmax is not None else out
             graph.nodes += [
-                gs.Node("Add", names.fresh(base + "/accumulate"), inputs=[total, step], outputs=[total_next]),
-                gs.Node("Div", names.fresh(base + "/mean"), inputs=[total_next, counter_next], outputs=[mean]),
+                b.node("Add", base + "/accumulate", inputs=[total, step], outputs=[total_next]),
+                b.node("Div", base + "/mean", inputs=[total_next, counter_next], outputs=[mean]),
             ]
             if softmax is not None:
                 graph.nodes.append(gs.Node(softmax.op, softmax.name, attrs=dict(softmax.attrs), inputs=[mean],
