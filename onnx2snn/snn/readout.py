@@ -38,6 +38,19 @@ def running_mean_matrix(timesteps: int, reduce: str = "mean") -> np.ndarray:
     return (lower if reduce == "sum" else lower / (t[:, None] + 1)).astype(np.float32)
 
 
+def detach_final_softmax(output: gs.Variable) -> tuple[gs.Variable, gs.Node | None]:
+    """(the tensor to average, the detached Softmax/LogSoftmax or None): a graph output written by a
+    Softmax that nothing else reads loses that node, which the readout applies again after the averaging;
+    any other output is averaged itself."""
+    final = output.inputs[0] if len(output.inputs) else None
+    if final is None or final.op not in ("Softmax", "LogSoftmax") or output.outputs:
+        return output, None
+    y = final.inputs[0]
+    final.outputs.clear()
+    final.inputs.clear()
+    return y, final
+
+
 class ReadoutPass:
     """``reduce``: mean (rate-coded SNNs), sum (BIF SNNs) or last (cumulative form).
 
@@ -81,15 +94,8 @@ class ReadoutPass:
                                   "outputs can be averaged over time")
         base, batch, dims = orig.name, orig.shape[0], [int(d) for d in orig.shape[1:]]
         b = Builder(names, base)
-        final = orig.inputs[0] if len(orig.inputs) else None
-        softmax = final if final is not None and final.op in ("Softmax", "LogSoftmax") \
-            and not orig.outputs else None
-        if softmax is not None:  # detach it; it is applied again after the averaging
-            y = softmax.inputs[0]
-            softmax.outputs.clear()
-            softmax.inputs.clear()
-        else:  # the per-step tensor gives its name up to the mean
-            y = orig
+        y, softmax = detach_final_softmax(orig)
+        if softmax is None:  # the per-step tensor gives its name up to the mean
             y.name = names.fresh(base + "_per_step")
             y.shape = None  # it now holds T·N rows
         out = gs.Variable(base, dtype=np.float32, shape=[batch] + dims)

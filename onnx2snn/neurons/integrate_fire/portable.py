@@ -20,54 +20,32 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ...core.builder import INT64_MAX, Builder, unfold_time_nodes
-from ...core.graph import SNN_DOMAIN, NameScope, PassResult
-from ...core.shapes import tensor_shapes
-from ..params import neuron_params
+from ...core.builder import INT64_MAX, unfold_time_nodes
+from ...core.graph import NameScope
+from ..params import NeuronToStandardOps
 from .step import if_step_nodes
 
 
-class PortableNeuronsPass:
-    def __init__(self, timesteps: int):
-        self.timesteps = int(timesteps)
+class PortableNeuronsPass(NeuronToStandardOps):
+    op = "IFNeuron"
 
-    def __call__(self, graph: gs.Graph) -> PassResult:
-        names = NameScope(graph)
-        shapes = tensor_shapes(graph)
-        opset = int(graph.opset)
-        neurons = [n for n in graph.nodes if n.op == "IFNeuron" and n.domain == SNN_DOMAIN]
-        for node in neurons:
-            x, a = node.inputs[0], node.outputs[0]
-            rank = len(shapes[x.name]) if x.name in shapes else None
-            theta, v0 = neuron_params(node, rank)
-            reset = node.attrs.get("reset", "subtract")
-            timesteps = int(node.attrs.get("timesteps", self.timesteps))
-            p = a.name
-            b = Builder(names, p)
-
-            xs_shape, step_shape = b.var("_xs_shape_actual", np.int64), b.var("_step_shape", np.int64)
-            v_start, v_end, ys = b.var("_v_start"), b.var("_v_end"), b.var("_ys")
-            one, big = b.const("_one", np.array([1], np.int64)), b.const("_end", np.array([INT64_MAX], np.int64))
-            nodes, xs, shape = unfold_time_nodes(names, p, x, timesteps, shapes[x.name][1:])
-            nodes += [
-                b.node("Shape", "/xs_shape", inputs=[xs], outputs=[xs_shape]),
-                b.node("Slice", "/step_shape", inputs=[xs_shape, one, big], outputs=[step_shape]),
-            ]
-            if v0 is None:
-                nodes.append(b.node("ConstantOfShape", "/v_zero", attrs={"value": gs.Constant("zero", np.zeros(1, np.float32))},
-                                     inputs=[step_shape], outputs=[v_start]))
-            else:
-                nodes.append(b.node("Expand", "/v_init", inputs=[b.const("_v_init", v0), step_shape], outputs=[v_start]))
-            nodes += [
-                b.node("Scan", "/steps", attrs={"body": self._body(p, theta, reset, opset, shapes[x.name]), "num_scan_inputs": 1},
-                        inputs=[v_start, xs], outputs=[v_end, ys]),
-                b.node("Reshape", "/fold_time", inputs=[ys, shape], outputs=[a]),
-            ]
-            node.outputs.clear()
-            node.inputs.clear()
-            graph.nodes += nodes
-        graph.cleanup().toposort()
-        return PassResult(graph, len(neurons))
+    def lower(self, node, b, theta, v0, timesteps, shape, opset):
+        x, a = node.inputs[0], node.outputs[0]
+        reset = node.attrs.get("reset", "subtract")
+        xs_shape, step_shape = b.var("_xs_shape_actual", np.int64), b.var("_step_shape", np.int64)
+        v_start, v_end, ys = b.var("_v_start"), b.var("_v_end"), b.var("_ys")
+        one, big = b.const("_one", np.array([1], np.int64)), b.const("_end", np.array([INT64_MAX], np.int64))
+        nodes, xs, fold = unfold_time_nodes(b.names, b.prefix, x, timesteps, shape[1:])
+        nodes += [b.node("Shape", "/xs_shape", inputs=[xs], outputs=[xs_shape]),
+                  b.node("Slice", "/step_shape", inputs=[xs_shape, one, big], outputs=[step_shape])]
+        if v0 is None:
+            nodes.append(b.node("ConstantOfShape", "/v_zero", [step_shape], [v_start],
+                                {"value": gs.Constant("zero", np.zeros(1, np.float32))}))
+        else:
+            nodes.append(b.node("Expand", "/v_init", [b.const("_v_init", v0), step_shape], [v_start]))
+        body = self._body(b.prefix, theta, reset, opset, shape)
+        return nodes + [b.node("Scan", "/steps", [v_start, xs], [v_end, ys], {"body": body, "num_scan_inputs": 1}),
+                        b.node("Reshape", "/fold_time", [ys, fold], [a])]
 
     @staticmethod
     def _body(prefix: str, theta: np.ndarray, reset: str, opset: int, x_shape: list) -> gs.Graph:

@@ -31,6 +31,7 @@ from ...core.builder import Builder
 from ...core.graph import SNN_DOMAIN, NameScope, PassResult
 from ...core.shapes import tensor_shapes
 from ...errors import ConversionError
+from ...snn.readout import detach_final_softmax
 from ..params import neuron_params
 from .step import if_step_nodes
 
@@ -87,15 +88,7 @@ class StreamingFormPass:
         for orig in list(graph.outputs):
             base = orig.name
             shape = list(orig.shape) if orig.shape is not None else shapes.get(base)
-            final = orig.inputs[0] if len(orig.inputs) else None
-            softmax = final if final is not None and final.op in ("Softmax", "LogSoftmax") \
-                and not orig.outputs else None
-            if softmax is not None:  # detach it; it is applied again after the averaging
-                y = softmax.inputs[0]
-                softmax.outputs.clear()
-                softmax.inputs.clear()
-            else:
-                y = orig
+            y, softmax = detach_final_softmax(orig)  # a final Softmax is applied again after the averaging
             step = b.var(base + STEP_SUFFIX, np.float32, shape=shape)
             if y is orig:
                 y.name = step.name

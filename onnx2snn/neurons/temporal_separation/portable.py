@@ -23,55 +23,32 @@ Invariant: no TSNeuron is left; outputs equal the folded model's bit for bit
 from __future__ import annotations
 
 import numpy as np
-import onnx_graphsurgeon as gs
 
-from ...core.builder import Builder, greater_or_equal_nodes, unfold_time_nodes
-from ...core.graph import SNN_DOMAIN, NameScope, PassResult
-from ...core.shapes import tensor_shapes
-from ..params import neuron_params
+from ...core.builder import greater_or_equal_nodes, unfold_time_nodes
+from ..params import NeuronToStandardOps
 
 
-class PortableTSNeuronsPass:
-    def __init__(self, timesteps: int):
-        self.timesteps = int(timesteps)
+class PortableTSNeuronsPass(NeuronToStandardOps):
+    op = "TSNeuron"
 
-    def __call__(self, graph: gs.Graph) -> PassResult:
-        names = NameScope(graph)
-        shapes = tensor_shapes(graph)
-        opset = int(graph.opset)
-        neurons = [n for n in graph.nodes if n.op == "TSNeuron" and n.domain == SNN_DOMAIN]
-        for node in neurons:
-            x, a = node.inputs[0], node.outputs[0]
-            rank = len(shapes[x.name]) if x.name in shapes else None
-            theta, v0 = neuron_params(node, rank)
-            T = int(node.attrs.get("timesteps", self.timesteps))
-            p = a.name
-            b = Builder(names, p)
-
-            nodes, xs, shape = unfold_time_nodes(names, p, x, T, shapes[x.name][1:])
-            v = None if v0 is None else b.const("_v_init", v0)
-            for t in range(T):
-                x_t = b.var(f"_x{t}")
-                nodes.append(b.node("Gather", f"/step{t}", attrs={"axis": 0},
-                                     inputs=[xs, b.const(f"_t{t}", np.array(t, np.int64))], outputs=[x_t]))
-                if v is None:
-                    v = x_t
-                    continue
-                v_next = b.var(f"_v{t}")
-                nodes.append(b.node("Add", f"/integrate{t}", inputs=[v, x_t], outputs=[v_next]))
-                v = v_next
-            th = b.const("_theta", theta)
-            q, fire, ys = b.var("_count"), b.var("_fire", np.bool_), b.var("_ys")
-            levels = np.arange(1, T + 1).astype(np.float32).reshape([T] + [1] * rank)
-            nodes.append(b.node("Div", "/count", inputs=[v, th], outputs=[q]))
-            nodes += greater_or_equal_nodes(names, p, q, b.const("_levels", levels), fire, opset)
-            nodes += [
-                b.node("Where", "/emit", inputs=[fire, th, b.const("_zero", np.float32(0))],
-                        outputs=[ys]),
-                b.node("Reshape", "/fold_time", inputs=[ys, shape], outputs=[a]),
-            ]
-            node.outputs.clear()
-            node.inputs.clear()
-            graph.nodes += nodes
-        graph.cleanup().toposort()
-        return PassResult(graph, len(neurons))
+    def lower(self, node, b, theta, v0, timesteps, shape, opset):
+        x, a, T = node.inputs[0], node.outputs[0], timesteps
+        nodes, xs, fold = unfold_time_nodes(b.names, b.prefix, x, T, shape[1:])
+        v = None if v0 is None else b.const("_v_init", v0)
+        for t in range(T):
+            x_t = b.var(f"_x{t}")
+            nodes.append(b.node("Gather", f"/step{t}", [xs, b.const(f"_t{t}", np.array(t, np.int64))], [x_t],
+                                {"axis": 0}))
+            if v is None:
+                v = x_t
+                continue
+            v_next = b.var(f"_v{t}")
+            nodes.append(b.node("Add", f"/integrate{t}", [v, x_t], [v_next]))
+            v = v_next
+        th = b.const("_theta", theta)
+        q, fire, ys = b.var("_count"), b.var("_fire", np.bool_), b.var("_ys")
+        levels = np.arange(1, T + 1).astype(np.float32).reshape([T] + [1] * len(shape))
+        nodes.append(b.node("Div", "/count", [v, th], [q]))
+        nodes += greater_or_equal_nodes(b.names, b.prefix, q, b.const("_levels", levels), fire, opset)
+        return nodes + [b.node("Where", "/emit", [fire, th, b.const("_zero", np.float32(0))], [ys]),
+                        b.node("Reshape", "/fold_time", [ys, fold], [a])]
