@@ -40,6 +40,7 @@ def select(model: onnx.ModelProto, config: ConvertConfig) -> tuple[Recipe, onnx.
         recipe = TemporalRecipe()
         return recipe, recipe.prepare(model, config)
     ann = canonicalize(model)
-    quantized = (config.neuron is Neuron.BIF and quantizers_from_metadata(ann)) or \
-        (config.neuron is Neuron.AUTO and has_quantized_activations(ann, activation_names(ann)))
+    quantizers = quantizers_from_metadata(ann)  # a float ANN has none: its activations need not be listed
+    quantized = bool(quantizers) and (config.neuron is Neuron.BIF or (
+        config.neuron is Neuron.AUTO and has_quantized_activations(ann, activation_names(ann))))
     return (QuantizedRecipe() if quantized else float_recipe(config)), ann
