@@ -172,9 +172,9 @@ def _cases() -> list[Case]:
                  calib=False, expect="error"))
         add(Case(f"{tag}-err-bif-portable", stem, dict(timesteps=4, neuron=Neuron.BIF, form=Form.PORTABLE),
                  calib=False, expect="error"))
-        # accepted at the baseline (reset is not used by the quantized BIF conversion): locked as it is
-        add(Case(f"{tag}-bif-reset0-accepted-T4", stem, dict(timesteps=4, neuron=Neuron.BIF, reset=Reset.ZERO),
-                 calib=False))
+        # refused by the method table since the restructure (before: accepted, the reset silently ignored)
+        add(Case(f"{tag}-err-bif-reset0", stem, dict(timesteps=4, neuron=Neuron.BIF, reset=Reset.ZERO),
+                 calib=False, expect="error"))
     # IF neurons on a quantized graph calibrate (capped at the quantizer's range)
     add(Case("qcnn-if-p99.99-cw-T8", "mnist_qcnn", dict(timesteps=8, neuron=Neuron.IF, channel_wise=True)))
     # --- CIFAR-10 ResNet-32 (QCFS): BIF at a small T, seeded random inputs, batch 2
@@ -189,8 +189,9 @@ def _cases() -> list[Case]:
     add(Case("seqrnn-auto-T2", "seqmnist_qrnn", dict(timesteps=2, neuron=Neuron.AUTO), calib=False, inputs="seq16"))
     add(Case("seqrnn-err-if", "seqmnist_qrnn", dict(timesteps=4, neuron=Neuron.IF), inputs="seq16",
              expect="error"))
-    # accepted at the baseline (a recurrence always becomes a recurrent BIF SNN): locked as it is
-    add(Case("seqrnn-tsep-accepted-T2", "seqmnist_qrnn", dict(timesteps=2, neuron=Neuron.TSEP), inputs="seq16"))
+    # refused by the method table since the restructure (before: silently a recurrent BIF SNN)
+    add(Case("seqrnn-err-tsep", "seqmnist_qrnn", dict(timesteps=2, neuron=Neuron.TSEP), inputs="seq16",
+             expect="error"))
     ids = [x.id for x in c]
     assert len(ids) == len(set(ids)), "duplicate case ids"
     return c

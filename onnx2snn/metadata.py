@@ -21,6 +21,8 @@ key                                written for         value
 ``onnx2snn.exact_after_timesteps`` bif (quantized)     T*: equal to the quantized ANN from T*
 ``onnx2snn.readout``               bif (quantized)     ``sum`` | ``last``
 ``onnx2snn.recurrent``             recurrent SNNs      JSON list, one entry per converted Scan
+``onnx2snn.neurons``               feed-forward SNNs   JSON [[tensor, op], ...]: each neuron layer, by the
+                                                       ANN tensor it replaces, in every form
 ``onnx2snn.quantizers``            bif (quantized)     JSON quantizer table (also on the canonical
                                                        ANN between :func:`onnx2snn.prepare` and
                                                        the recipe)
@@ -58,6 +60,7 @@ EXACT = "onnx2snn.exact_after_timesteps"
 READOUT = "onnx2snn.readout"
 RECURRENT = "onnx2snn.recurrent"
 QUANTIZERS = "onnx2snn.quantizers"
+NEURONS = "onnx2snn.neurons"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class SNNMetadata:
     readout: str | None = None
     recurrent: tuple[dict, ...] | None = None
     quantizers: str | None = None  # JSON text, as the recipe serialised it
+    neurons: tuple[tuple[str, str], ...] | None = None  # (tensor, op) of each neuron layer
 
     @property
     def streaming(self) -> bool:
@@ -112,6 +116,8 @@ class SNNMetadata:
             out.append((RECURRENT, json.dumps(list(self.recurrent))))
         if self.quantizers is not None:
             out.append((QUANTIZERS, self.quantizers))
+        if self.neurons is not None:
+            out.append((NEURONS, json.dumps([list(n) for n in self.neurons])))
         return out
 
 
@@ -162,6 +168,7 @@ def read(model: onnx.ModelProto) -> SNNMetadata:
         readout=meta.get(READOUT),
         recurrent=None if RECURRENT not in meta else tuple(json.loads(meta[RECURRENT])),
         quantizers=meta.get(QUANTIZERS),
+        neurons=None if NEURONS not in meta else tuple(tuple(n) for n in json.loads(meta[NEURONS])),
     )
 
 

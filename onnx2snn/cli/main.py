@@ -1,4 +1,4 @@
-"""The ``onnx2snn`` parser and dispatch: one module per command (convert, evaluate, inspect).
+"""The ``onnx2snn`` parser and dispatch: one module per command (convert, evaluate, inspect, report).
 
 Each command module adds its sub-parser and runs the parsed flags through the
 Python API. Any :class:`Onnx2SnnError` becomes one ``error:`` line on stderr and
@@ -12,10 +12,10 @@ import sys
 
 from .._version import __version__
 from ..errors import Onnx2SnnError
-from . import convert, evaluate, inspect
+from . import convert, evaluate, inspect, report
 from ._args import common_options
 
-COMMANDS = {"convert": convert, "evaluate": evaluate, "inspect": inspect}
+COMMANDS = {"convert": convert, "evaluate": evaluate, "inspect": inspect, "report": report}
 
 
 def build_parser() -> argparse.ArgumentParser:

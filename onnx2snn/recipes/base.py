@@ -23,9 +23,13 @@ import onnx
 
 from .. import metadata, methods
 from ..config import ConvertConfig
+from ..core.graph import SNN_DOMAIN
 from ..neurons.kinds import NeuronKind
 from ..passes.canonicalize import canonicalize
 from ..snn.readout import RUNNING_SUFFIX
+
+
+NEURON_OPS = ("IFNeuron", "BIFNeuron", "TSNeuron", "BIFCount")
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,7 @@ class Recipe:
     def describe(self, built: Built, params: Parameters, config: ConvertConfig) -> metadata.SNNMetadata:
         return metadata.SNNMetadata(config.timesteps, built.running_outputs(), config.form.value, **built.meta)
 
+
     def convert(self, model: onnx.ModelProto, data, config: ConvertConfig, *, progress: bool = False,
                 ann: onnx.ModelProto | None = None) -> ConversionResult:
         """All steps; ``ann``: this recipe's ``prepare(model)`` when the caller has it already."""
@@ -111,3 +116,12 @@ class Recipe:
         thresholds = params.thresholds if built.thresholds is None else built.thresholds
         return ConversionResult(snn, ann, thresholds, config, params.v_init, params.reports,
                                 built.exact_timesteps, tuple(built.recurrences), self.method, self.neuron_op)
+
+
+def neuron_layers(graph) -> tuple[tuple[str, str], ...]:
+    """(output tensor, op) of every onnx2snn neuron node of a graphsurgeon graph or a ModelProto."""
+    if isinstance(graph, onnx.ModelProto):
+        nodes = [(n.output[0], n.op_type, n.domain) for n in graph.graph.node]
+    else:
+        nodes = [(n.outputs[0].name, n.op, n.domain) for n in graph.nodes]
+    return tuple((t, op) for t, op, domain in nodes if domain == SNN_DOMAIN and op in NEURON_OPS)

@@ -47,7 +47,7 @@ from ..passes.remove_identity import RemoveIdentityPass
 from ..snn.readout import ReadoutPass
 from ..snn.s_analog import SAnalogEncodingPass, constant_terms
 from ..snn.time_axis import AddTimeAxisPass
-from .base import Built, Parameters, Recipe
+from .base import Built, Parameters, Recipe, neuron_layers
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +109,4 @@ class QuantizedRecipe(Recipe):
         return Built(snn, thresholds, needed, meta={
             "exact_after_timesteps": needed, "neuron": "bif",
             "readout": "last" if config.form is Form.CUMULATIVE else "sum",
-            "quantizers": metadata.quantizers_json(params.ann) or None})
+            "quantizers": metadata.quantizers_json(params.ann) or None, "neurons": neuron_layers(snn)})

@@ -35,7 +35,7 @@ from ..passes.activations import activation_names, activation_nodes
 from ..passes.canonicalize import canonicalize
 from ..passes.quantizers import quantizers_from_metadata
 from ..snn import AddTimeAxisPass, HoistTimeInvariantPass, ReadoutPass, SpikeActivationsPass
-from .base import Built, Parameters, Recipe
+from .base import Built, Parameters, Recipe, neuron_layers
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,9 @@ class RateRecipe(Recipe):
         graph = import_model(params.ann)
         SpikeActivationsPass(params.thresholds, config.timesteps, config.reset.value, params.v_init or None,
                              op=self.neuron)(graph)
+        layers = neuron_layers(graph)
         meta = self.lower(graph, config)
+        meta["neurons"] = layers
         meta["threshold"] = str(config.threshold) + (" channel-wise" if config.channel_wise else "")
         return Built(export_graph(graph, like=params.ann), meta=meta)
 

@@ -1,0 +1,370 @@
+"""What an SNN costs: spikes and firing rates per neuron layer, synaptic operations per weighted
+layer, and an operation-count energy estimate, from one run of the SNN over data.
+
+    counted tensors: every neuron's output and the data input of every weighted layer (Conv,
+                     ConvTranspose, Gemm, MatMul with constant weights), made graph outputs
+    per step t:      spikes = nonzero neuron outputs (positive / negative apart for bipolar neurons;
+                     the cumulative form's counts step by ±1: its spikes are the nonzero differences)
+                     SynOps = Σ nonzero input elements × their exact fan-out (cost/fanout.py), for the
+                     weighted layers downstream of a neuron; the others run on analog values and count
+                     as dense MACs, once per step they run (once per sample when hoisted)
+    energy:          E_ANN = MACs·E_MAC; E_SNN = analog MACs·E_MAC + SynOps·E_AC (energy.py)
+
+Not counted: pooling, Add, Concat, Softmax, reshapes, the neurons' own updates and every memory
+access. It is an operation-count model, not a hardware measurement.
+
+A weighted layer's SynOps are credited to the neuron layer its input comes from (through pooling,
+reshapes and other one-input ops); a layer fed by several neuron layers (through Add or Concat)
+shares its SynOps equally among them. Invariant: the per-layer SynOps add up to the total.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+
+from .. import metadata
+from .._progress import Progress
+from ..calibration.collect import augment_outputs, calibration_session
+from ..core.graph import SNN_DOMAIN, constant_value, import_model
+from ..core.shapes import tensor_shapes
+from ..data import iter_batches, model_inputs
+from ..errors import ConversionError, DataError
+from ..runtime.streaming import StreamingSession
+from .energy import EnergyModel
+from .fanout import WEIGHTED_OPS, dense_macs, fanout
+
+NEURON_OPS = ("IFNeuron", "BIFNeuron", "TSNeuron", "BIFCount")
+
+
+@dataclass
+class LayerCost:
+    """One neuron layer, named by the ANN tensor it replaces (per sample = averaged over the data)."""
+
+    name: str
+    op: str
+    neurons: int                      # neurons per sample
+    spikes_per_sample: float          # over all T steps
+    positive_spikes_per_sample: float
+    negative_spikes_per_sample: float
+    firing_rate: float                # spikes / (neurons · T)
+    silent_fraction: float            # neurons that never fire in T steps
+    synops_per_sample: float          # SynOps of the weighted layers its spikes reach
+    ann_macs_per_sample: float        # the same layers' MACs in the ANN
+
+
+@dataclass
+class WeightedLayerCost:
+    name: str
+    op: str
+    spiking_input: bool               # downstream of a neuron: SynOps; else analog MACs
+    synops_per_sample: float
+    analog_macs_per_sample: float
+    ann_macs_per_sample: float
+    sources: list[str]                # neuron layers its input comes from
+
+
+@dataclass
+class CostReport:
+    timesteps: int
+    samples: int
+    form: str
+    layers: list[LayerCost]
+    weighted_layers: list[WeightedLayerCost]
+    synops_per_sample: float
+    analog_macs_per_sample: float
+    ann_macs_per_sample: float
+    synops_per_step: list[float]      # cumulative SynOps per sample after t = 1..T steps
+    analog_macs_per_step: list[float]  # cumulative analog MACs per sample after t = 1..T steps
+    energy: EnergyModel
+    accuracy: dict | None = None      # {"ann_top1": ..., "snn_top1": {t: ...}} when labels were given
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ann_uj(self) -> float:
+        return self.ann_macs_per_sample * self.energy.e_mac_pj * 1e-6
+
+    @property
+    def snn_uj(self) -> float:
+        return (self.analog_macs_per_sample * self.energy.e_mac_pj + self.synops_per_sample * self.energy.e_ac_pj) \
+            * 1e-6
+
+    def snn_uj_at(self, t: int) -> float:
+        """Energy per sample of the first t steps (the analog MACs and SynOps of those steps)."""
+        return (self.analog_macs_per_step[t - 1] * self.energy.e_mac_pj
+                + self.synops_per_step[t - 1] * self.energy.e_ac_pj) * 1e-6
+
+    def as_dict(self) -> dict:
+        out = {
+            "timesteps": self.timesteps, "samples": self.samples, "form": self.form,
+            "layers": [asdict(layer) for layer in self.layers],
+            "weighted_layers": [asdict(w) for w in self.weighted_layers],
+            "synops_per_sample": self.synops_per_sample, "analog_macs_per_sample": self.analog_macs_per_sample,
+            "ann_macs_per_sample": self.ann_macs_per_sample,
+            "synops_per_step": self.synops_per_step, "analog_macs_per_step": self.analog_macs_per_step,
+            "energy": {**asdict(self.energy), "ann_uj": self.ann_uj, "snn_uj": self.snn_uj,
+                       "snn_over_ann": self.snn_uj / self.ann_uj if self.ann_uj else None,
+                       "snn_uj_per_step": [self.snn_uj_at(t) for t in range(1, self.timesteps + 1)]},
+            "convention": CONVENTION, "notes": self.notes,
+        }
+        if self.accuracy is not None:
+            out["accuracy"] = {"ann_top1": self.accuracy["ann_top1"],
+                               "snn_top1": {str(t): a for t, a in self.accuracy["snn_top1"].items()}}
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict())
+
+
+CONVENTION = ("SynOps: every nonzero input element of a weighted layer (Conv, ConvTranspose, Gemm, MatMul with "
+              "constant weights) downstream of a neuron counts once per connection it reaches, at every step "
+              "(Conv: output channels per group x kernel taps that reach it given stride, padding and dilation; "
+              "Gemm/MatMul: outputs it feeds). Weighted layers on analog values count dense MACs once per step "
+              "they run (once per sample when hoisted). Pooling, Add, Concat, reshapes, neuron updates and memory "
+              "accesses are not counted. Energy = MACs x E_MAC + SynOps x E_AC: an operation-count model, not a "
+              "hardware measurement.")
+
+
+# -- the graph: which tensors to count -------------------------------------------------------------
+
+@dataclass
+class _Weighted:
+    node: gs.Node
+    data: str                 # the activation input's name
+    data_index: int
+    weight_shape: list[int]
+    spiking: bool
+    sources: list[str]
+
+
+def _per_sample_shapes(model: onnx.ModelProto) -> tuple[dict[str, list], int]:
+    """Shapes at batch 1 (or the model's fixed batch B), and that batch."""
+    graph = import_model(model)
+    batch = 1
+    specs = {s.name for s in model_inputs(model)}
+    for x in graph.inputs:
+        if x.name in specs and x.shape:
+            if isinstance(x.shape[0], int) and x.shape[0] > 0:
+                batch = x.shape[0]
+            x.shape = [batch if k == 0 else d for k, d in enumerate(x.shape)]
+    return tensor_shapes(graph), batch
+
+
+READOUT_SUFFIX = "/readout_running_mean"  # the readout's averaging MatMul (added by the converter, not a layer)
+
+
+def _weighted_nodes(graph: gs.Graph) -> list[tuple[gs.Node, int, list[int]]]:
+    """(node, data input index, weight shape) of every layer with constant weights."""
+    found = []
+    for node in graph.nodes:
+        if node.op not in WEIGHTED_OPS or len(node.inputs) < 2 or node.name.endswith(READOUT_SUFFIX):
+            continue
+        w0, w1 = constant_value(node.inputs[0]), constant_value(node.inputs[1])
+        if node.op == "MatMul" and w0 is not None and w1 is None:
+            found.append((node, 1, list(w0.shape)))
+        elif w1 is not None and w0 is None:
+            found.append((node, 0, list(w1.shape)))
+    return found
+
+
+def _sources(tensor, neuron_outputs: set[str], memo: dict) -> frozenset[str]:
+    """The neuron layers a tensor's values come from (first neuron on each path upstream)."""
+    if tensor.name in memo:
+        return memo[tensor.name]
+    memo[tensor.name] = frozenset()  # cycles cannot happen in a DAG; guards re-entry
+    if tensor.name in neuron_outputs:
+        result = frozenset([tensor.name])
+    elif not tensor.inputs:
+        result = frozenset()
+    else:
+        result = frozenset().union(*(_sources(t, neuron_outputs, memo) for t in tensor.inputs[0].inputs
+                                     if constant_value(t) is None))
+    memo[tensor.name] = result
+    return result
+
+
+def _analyse(snn: onnx.ModelProto):
+    """(neuron layers [(tensor, op)], weighted layers) of an SNN, in every form (the neurons from the
+    metadata, which names them whatever ops the form runs them with)."""
+    graph = import_model(snn)
+    neurons = metadata.read(snn).neurons
+    if neurons is None:  # written before the key existed
+        neurons = tuple((n.outputs[0].name, n.op) for n in graph.nodes if n.domain == SNN_DOMAIN and n.op in NEURON_OPS)
+    outputs = {t for t, _ in neurons}
+    memo: dict = {}
+    weighted = []
+    for node, index, wshape in _weighted_nodes(graph):
+        data = node.inputs[index]
+        src = sorted(_sources(data, outputs, memo))
+        weighted.append(_Weighted(node, data.name, index, wshape, bool(src), src))
+    return list(neurons), weighted
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+def _steps(value: np.ndarray, timesteps: int, batch: int) -> np.ndarray:
+    """[T·n, ...] → [T, n, ...]; a tensor computed once per sample ([n, ...]) → [1, n, ...]."""
+    if value.shape[0] == timesteps * batch:
+        return value.reshape((timesteps, batch) + value.shape[1:])
+    return value.reshape((1,) + value.shape)
+
+
+def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarray], labels: np.ndarray | None = None,
+           batch_size: int = 8, energy: EnergyModel | None = None, progress: bool = False) -> CostReport:
+    """Run ``snn`` once over ``feeds`` and count what it spends (see the module docstring)."""
+    meta = metadata.read(snn)
+    T, form = meta.timesteps, meta.form
+    energy = energy or EnergyModel.preset("fp32")
+    if meta.is_recurrent:
+        raise ConversionError("the cost report does not count recurrent SNNs yet (their neurons run inside a "
+                              "Scan body); report the feed-forward part of the model instead")
+    _check_pair(ann, snn)
+    neurons, weighted = _analyse(snn)
+    snn_shapes, snn_batch = _per_sample_shapes(snn)
+    names = [t for t, _ in neurons] + [w.data for w in weighted]
+    names = list(dict.fromkeys(names))
+    cumulative = form == "cumulative"
+    n_total = next(iter(feeds.values())).shape[0]
+    fixed = model_inputs(snn)[0].fixed_batch if model_inputs(snn) else None
+
+    spikes = {t: np.zeros(2) for t, _ in neurons}  # positive, negative
+    silent = {t: 0.0 for t, _ in neurons}
+    neuron_count = {}
+    synops = {w.node.name: np.zeros(T) for w in weighted}
+    fan = {}
+    for w in weighted:
+        in_shape, out_shape = snn_shapes.get(w.data), snn_shapes.get(w.node.outputs[0].name)
+        if in_shape is None or out_shape is None or not all(isinstance(d, int) for d in in_shape + out_shape):
+            raise ConversionError(f"node '{w.node.name}' ({w.node.op}): the shapes of its input and output are "
+                                  "unknown; export the model with static feature shapes")
+        fan[w.node.name] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
+    run_steps = _runner(snn, names, T, form)
+    ann_sess = calibration_session(ann) if labels is not None else None
+    ann_correct, snn_correct = 0, np.zeros(T, np.int64)
+    start = 0
+    batches = -(-n_total // (fixed or batch_size))
+    with Progress(batches, "counting", enabled=progress) as bar:
+        for feed, valid in iter_batches(feeds, batch_size, fixed):
+            values, running = run_steps(feed)
+            n = next(iter(feed.values())).shape[0]
+            for name, _ in neurons:
+                y = _steps(values[name], T, n)[:, :valid]
+                if cumulative:
+                    y = np.diff(y, axis=0, prepend=np.zeros_like(y[:1]))
+                spikes[name] += [(y > 0).sum(), (y < 0).sum()]
+                silent[name] += float((~(y != 0).any(axis=0)).sum())
+                neuron_count[name] = int(np.prod(y.shape[2:]))
+            for w in weighted:
+                if not w.spiking:
+                    continue
+                x = _steps(values[w.data], T, n)[:, :valid]
+                if cumulative:
+                    x = np.diff(x, axis=0, prepend=np.zeros_like(x[:1]))
+                nonzero = (x != 0)
+                f = np.broadcast_to(fan[w.node.name], x.shape[2:])
+                synops[w.node.name] += (nonzero.reshape(nonzero.shape[0], valid, -1).sum(axis=1)
+                                        * f.reshape(-1)).sum(axis=1)
+            if labels is not None:
+                y_true = labels[start:start + valid]
+                ann_out = ann_sess.run([ann_sess.get_outputs()[0].name], feed)[0][:valid]
+                ann_correct += int((ann_out.argmax(-1) == y_true).sum())
+                snn_correct += (running[:, :valid].argmax(-1) == y_true[None]).sum(axis=1)
+            start += valid
+            bar.update()
+    return _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes,
+                     snn_batch, energy, labels, ann_correct, snn_correct)
+
+
+def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes, snn_batch,
+              energy, labels, ann_correct, snn_correct):
+    weighted_costs, credit, ann_credit = [], {}, {}
+    analog_total, analog_steps = 0.0, np.zeros(T)
+    for w in weighted:
+        in_shape, out_shape = snn_shapes[w.data], snn_shapes[w.node.outputs[0].name]
+        # rows per sample: T for a layer on the time-folded batch, 1 when it runs once (hoisted, or one
+        # step of the streaming form, which runs every step)
+        rows = max(1, in_shape[0] // snn_batch)
+        once = dense_macs(w.node, in_shape, out_shape, w.weight_shape, w.data_index) / (snn_batch * rows)
+        ann_macs = once  # the ANN runs the layer once per sample
+        runs = T if (rows >= T or form == "streaming") else 1
+        synops_total = float(synops[w.node.name].sum()) / n_total
+        analog = 0.0
+        if not w.spiking:
+            analog = once * runs
+            analog_total += analog
+            analog_steps += once if runs == T else np.where(np.arange(T) == 0, once, 0.0)
+        for s in w.sources:
+            credit[s] = credit.get(s, 0.0) + synops_total / len(w.sources)
+            ann_credit[s] = ann_credit.get(s, 0.0) + ann_macs / len(w.sources)
+        weighted_costs.append(WeightedLayerCost(w.node.name, w.node.op, w.spiking, synops_total, analog, ann_macs,
+                                                list(w.sources)))
+    layers = []
+    for name, op in neurons:
+        count = neuron_count.get(name, 0)
+        pos, neg = (float(v) / n_total for v in spikes[name])
+        total = pos + neg
+        layers.append(LayerCost(name, op, count, total, pos, neg, total / (count * T) if count else 0.0,
+                                silent[name] / (count * n_total) if count else 0.0, credit.get(name, 0.0),
+                                ann_credit.get(name, 0.0)))
+    per_step = np.cumsum(sum((synops[w.node.name] for w in weighted), np.zeros(T)) / n_total)
+    ann_total = float(sum(w.ann_macs_per_sample for w in weighted_costs))
+    accuracy = None
+    if labels is not None:
+        accuracy = {"ann_top1": 100.0 * ann_correct / n_total,
+                    "snn_top1": {t + 1: 100.0 * float(c) / n_total for t, c in enumerate(snn_correct)}}
+    notes = []
+    if form == "cumulative":
+        notes.append("cumulative form: spikes and SynOps are those of the spiking form it computes "
+                     "(differences of consecutive steps)")
+    return CostReport(T, n_total, form, layers, weighted_costs, float(per_step[-1]), analog_total, ann_total,
+                      [float(v) for v in per_step], [float(v) for v in np.cumsum(analog_steps)], energy, accuracy,
+                      notes)
+
+
+def _runner(snn: onnx.ModelProto, names: list[str], T: int, form: str):
+    """A function feed → ({name: [T·n, ...] values}, running mean [T, n, K])."""
+    running_name = metadata.running_output(snn) if metadata.read(snn).running_outputs else None
+    if form == "streaming":
+        stream = StreamingSession(augment_outputs(snn, names))
+        wanted = list(names)
+
+        def run(feed):
+            n = next(iter(feed.values())).shape[0]
+            state = stream.initial_state(n)
+            per_step = {k: [] for k in wanted}
+            means = []
+            for _ in range(T):
+                values = stream.session.run(wanted + [stream.outputs[0]] + stream.state_outputs,
+                                            {**feed, **state})
+                for k, v in zip(wanted, values):
+                    per_step[k].append(v)
+                means.append(values[len(wanted)])
+                state = dict(zip(stream.state_inputs, values[len(wanted) + 1:]))
+            return {k: np.concatenate(v) for k, v in per_step.items()}, np.stack(means)
+        return run
+    from ..runtime.session import InferenceSession  # the op library registered, plain layout
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = InferenceSession(augment_outputs(snn, names), opts, blocked_layout=False, chunk_bytes=None)
+    outputs = names + ([running_name] if running_name else [])
+
+    def run(feed):
+        values = sess.run(outputs, feed)
+        return dict(zip(names, values)), (values[-1] if running_name else None)
+    return run
+
+
+def _check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> None:
+    """The SNN must have been converted from this ANN: same inputs, and every ANN output present."""
+    state = set(metadata.read(snn).state_inputs or ())
+    a_in = [(s.name, s.shape[1:]) for s in model_inputs(ann)]
+    s_in = [(s.name, s.shape[1:]) for s in model_inputs(snn) if s.name not in state]
+    a_out = {o.name for o in ann.graph.output}
+    s_out = {o.name for o in snn.graph.output}
+    if a_in != s_in or not a_out <= s_out:
+        raise DataError(f"the ANN does not match the SNN: inputs {a_in} vs {s_in}, outputs {sorted(a_out)} vs "
+                        f"{sorted(s_out)}; give the ANN the SNN was converted from")
