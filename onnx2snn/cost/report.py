@@ -31,7 +31,7 @@ from .._progress import Progress
 from ..calibration.collect import augment_outputs, calibration_session
 from ..core.graph import SNN_DOMAIN, constant_value, import_model
 from ..core.shapes import tensor_shapes
-from ..data import iter_batches, model_inputs
+from ..data import iter_batches, match_inputs, model_inputs
 from ..errors import ConversionError, DataError
 from ..runtime.streaming import StreamingSession
 from .energy import EnergyModel
@@ -138,6 +138,7 @@ class _Weighted:
     weight_shape: list[int]
     spiking: bool
     sources: list[str]
+    runs_every_step: bool = False  # inside a recurrent cell: runs at every sub-step of every element
 
 
 def _per_sample_shapes(model: onnx.ModelProto) -> tuple[dict[str, list], int]:
@@ -153,7 +154,8 @@ def _per_sample_shapes(model: onnx.ModelProto) -> tuple[dict[str, list], int]:
     return tensor_shapes(graph), batch
 
 
-READOUT_SUFFIX = "/readout_running_mean"  # the readout's averaging MatMul (added by the converter, not a layer)
+READOUT_SUFFIX = "_running_mean"  # the readout's averaging MatMul and a recurrent readout's running copy:
+                                  # added by the converter, not layers of the network
 
 
 def _weighted_nodes(graph: gs.Graph) -> list[tuple[gs.Node, int, list[int]]]:
@@ -218,12 +220,18 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
     meta = metadata.read(snn)
     T, form = meta.timesteps, meta.form
     energy = energy or EnergyModel.preset("fp32")
-    if meta.is_recurrent:
-        raise ConversionError("the cost report does not count recurrent SNNs yet (their neurons run inside a "
-                              "Scan body); report the feed-forward part of the model instead")
     _check_pair(ann, snn)
+    feeds = match_inputs(feeds, model_inputs(ann), label_key=None, what="report data")  # shapes, before any run
+    if labels is not None and np.shape(labels) != (next(iter(feeds.values())).shape[0],):
+        raise DataError(f"labels must hold one class index per sample ({next(iter(feeds.values())).shape[0]}), "
+                        f"got shape {np.shape(labels)}")
     neurons, weighted = _analyse(snn)
     snn_shapes, snn_batch = _per_sample_shapes(snn)
+    running_steps = T
+    if meta.is_recurrent:  # the cell's neurons and layers, inside the Scan, over S elements × T_s sub-steps
+        cell_neurons, cell_weighted, cell_shapes, T = _recurrent_cells(snn, meta)
+        neurons, weighted = cell_neurons + neurons, cell_weighted + weighted
+        snn_shapes = {**snn_shapes, **cell_shapes}
     names = [t for t, _ in neurons] + [w.data for w in weighted]
     names = list(dict.fromkeys(names))
     cumulative = form == "cumulative"
@@ -237,13 +245,20 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
     fan = {}
     for w in weighted:
         in_shape, out_shape = snn_shapes.get(w.data), snn_shapes.get(w.node.outputs[0].name)
-        if in_shape is None or out_shape is None or not all(isinstance(d, int) for d in in_shape + out_shape):
+        known = in_shape is not None and out_shape is not None and all(isinstance(d, int) for d in in_shape + out_shape)
+        if not known and w.node.op in ("Gemm", "MatMul") and len(w.weight_shape) == 2 and \
+                (in_shape is None or len(in_shape) == 2):  # e.g. after a Scan: one row per sample
+            k, m = _matrix_dims(w.node, w.data_index, w.weight_shape)
+            in_shape, out_shape = [snn_batch, k], [snn_batch, m]
+            snn_shapes[w.data], snn_shapes[w.node.outputs[0].name] = in_shape, out_shape
+            known = True
+        if not known:
             raise ConversionError(f"node '{w.node.name}' ({w.node.op}): the shapes of its input and output are "
                                   "unknown; export the model with static feature shapes")
         fan[w.node.name] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
-    run_steps = _runner(snn, names, T, form)
+    run_steps = _runner(snn, names, T, form) if not meta.is_recurrent else _recurrent_runner(snn, names)
     ann_sess = calibration_session(ann) if labels is not None else None
-    ann_correct, snn_correct = 0, np.zeros(T, np.int64)
+    ann_correct, snn_correct = 0, np.zeros(running_steps, np.int64)
     start = 0
     batches = -(-n_total // (fixed or batch_size))
     with Progress(batches, "counting", enabled=progress) as bar:
@@ -261,8 +276,10 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
                 if not w.spiking:
                     continue
                 x = _steps(values[w.data], T, n)[:, :valid]
-                if cumulative:
-                    x = np.diff(x, axis=0, prepend=np.zeros_like(x[:1]))
+                if cumulative:  # a difference within rounding of the float sums it subtracts is no spike
+                    prev = np.concatenate([np.zeros_like(x[:1]), x[:-1]])
+                    noise = 32 * np.finfo(np.float32).eps * np.maximum(np.abs(x), np.abs(prev))
+                    x = np.where(np.abs(x - prev) > noise, x - prev, 0)
                 nonzero = (x != 0)
                 f = np.broadcast_to(fan[w.node.name], x.shape[2:])
                 synops[w.node.name] += (nonzero.reshape(nonzero.shape[0], valid, -1).sum(axis=1)
@@ -274,8 +291,15 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
                 snn_correct += (running[:, :valid].argmax(-1) == y_true[None]).sum(axis=1)
             start += valid
             bar.update()
-    return _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes,
-                     snn_batch, energy, labels, ann_correct, snn_correct)
+    result = _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes,
+                       snn_batch, energy, labels, ann_correct, snn_correct)
+    if meta.is_recurrent:
+        r = meta.recurrent[0]
+        result.notes.append(f"recurrent SNN: {r['sequence_length']} elements x {r['substeps']} sub-steps = {T} "
+                            "steps counted; the hidden state enters each element at its first sub-step as an "
+                            "analog value (s-analog), so the cell's layers on it count as analog MACs; accuracy "
+                            f"per step is over the {running_steps} sub-steps of the last element")
+    return result
 
 
 def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes, snn_batch,
@@ -288,8 +312,8 @@ def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count,
         # step of the streaming form, which runs every step)
         rows = max(1, in_shape[0] // snn_batch)
         once = dense_macs(w.node, in_shape, out_shape, w.weight_shape, w.data_index) / (snn_batch * rows)
-        ann_macs = once  # the ANN runs the layer once per sample
-        runs = T if (rows >= T or form == "streaming") else 1
+        runs = T if (rows >= T or form == "streaming" or w.runs_every_step) else 1
+        ann_macs = once * (T // rows if w.runs_every_step else 1)  # the ANN runs a cell layer once per element
         synops_total = float(synops[w.node.name].sum()) / n_total
         analog = 0.0
         if not w.spiking:
@@ -368,3 +392,87 @@ def _check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> None:
     if a_in != s_in or not a_out <= s_out:
         raise DataError(f"the ANN does not match the SNN: inputs {a_in} vs {s_in}, outputs {sorted(a_out)} vs "
                         f"{sorted(s_out)}; give the ANN the SNN was converted from")
+
+
+# -- recurrent SNNs: the neurons and layers of each Scan's cell ------------------------------------
+
+def _recurrent_cells(snn: onnx.ModelProto, meta) -> tuple[list, list, dict, int]:
+    """(neurons, weighted layers, shapes at batch 1 of one element, total steps S·T_s) of the Scan cells."""
+    neurons, weighted, shapes = [], [], {}
+    steps = None
+    graph = import_model(snn)
+    for scan, info in zip([n for n in graph.nodes if n.op == "Scan"], meta.recurrent):
+        if info.get("sequence_length") is None:
+            raise ConversionError(f"Scan '{scan.name}': the sequence length is not static; the cost report needs "
+                                  "it to count the steps")
+        total, substeps = int(info["sequence_length"]) * int(info["substeps"]), int(info["substeps"])
+        if steps not in (None, total):
+            raise ConversionError("the cost report counts recurrent SNNs whose Scans run the same number of steps")
+        steps = total
+        body = scan.attrs["body"]
+        cell = [(n.outputs[0].name, n.op) for n in body.nodes if n.domain == SNN_DOMAIN and n.op in NEURON_OPS]
+        outputs = {t for t, _ in cell}
+        memo: dict = {}
+        for node, index, wshape in _weighted_nodes(body):
+            if node.op not in ("Gemm", "MatMul"):
+                raise ConversionError(f"node '{node.name}' ({node.op}) in the cell of Scan '{scan.name}': the cost "
+                                      "report counts Gemm and MatMul layers in recurrent cells")
+            src = sorted(_sources(node.inputs[index], outputs, memo))
+            weighted.append(_Weighted(node, node.inputs[index].name, index, wshape, bool(src), src, True))
+            k, m = _matrix_dims(node, index, wshape)
+            shapes[node.inputs[index].name] = [substeps, k]
+            shapes[node.outputs[0].name] = [substeps, m]
+        neurons += cell
+    return neurons, weighted, shapes, steps
+
+
+def _matrix_dims(node: gs.Node, index: int, wshape: list[int]) -> tuple[int, int]:
+    """(inputs K, outputs M) of a Gemm or MatMul with constant weights of shape ``wshape``."""
+    if node.op == "Gemm":
+        return (wshape[1], wshape[0]) if int(node.attrs.get("transB", 0)) else (wshape[0], wshape[1])
+    return (wshape[-2], wshape[-1]) if index == 0 else (wshape[-1], wshape[-2])
+
+
+def _recurrent_runner(snn: onnx.ModelProto, names: list[str]):
+    """Like :func:`_runner` for a recurrent SNN: each cell tensor becomes an extra scan output
+    [S, T_s·n, ...], returned as [S·T_s·n, ...] (global step s·T_s + t, time-major)."""
+    aug = onnx.ModelProto()
+    aug.CopyFrom(snn)
+    outer = {o for n in aug.graph.node for o in n.output} | {i.name for i in aug.graph.input}
+    exposed = {}
+    for node in aug.graph.node:
+        if node.op_type != "Scan":
+            continue
+        body = next(a.g for a in node.attribute if a.name == "body")
+        inner = {o for n in body.node for o in n.output}
+        ranks = _body_ranks(body)
+        for name in names:
+            if name in inner and name not in exposed:  # a Scan output needs its rank declared
+                dims = [f"{name}_d{k}" for k in range(ranks.get(name, 2))]
+                body.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
+                exposed[name] = f"{node.name}/{name}/scanned"
+                node.output.append(exposed[name])
+    outer_names = [n for n in names if n not in exposed and n in outer]
+    model = augment_outputs(aug, [exposed[n] for n in names if n in exposed] + outer_names)
+    run_outer = _runner(model, [exposed.get(n, n) for n in names if n in exposed or n in outer], 1, "folded")
+
+    def run(feed):
+        values, running = run_outer(feed)
+        out = {}
+        for name in names:
+            value = values.get(exposed.get(name, name))
+            if value is None:
+                continue
+            out[name] = value.reshape((-1,) + value.shape[2:]) if name in exposed else value
+        return out, running
+    return run
+
+
+def _body_ranks(body: onnx.GraphProto) -> dict[str, int]:
+    """The rank of every tensor of a cell whose rank is known or follows (the neurons keep their input's)."""
+    ranks = {vi.name: len(vi.type.tensor_type.shape.dim) for vi in list(body.input) + list(body.value_info)
+             + list(body.output) if vi.type.tensor_type.HasField("shape")}
+    for node in body.node:
+        if node.domain == SNN_DOMAIN and node.input and node.input[0] in ranks:
+            ranks.setdefault(node.output[0], ranks[node.input[0]])
+    return ranks
