@@ -45,16 +45,19 @@ def _attr(node: gs.Node, name: str, rank: int, default: int) -> list[int]:
 
 def _conv_pads(node: gs.Node, in_sp: list[int], out_sp: list[int], kernel: list[int], strides: list[int],
                dilations: list[int]) -> list[int]:
-    """Begin pads per spatial dim, auto_pad resolved the way ONNX defines it."""
+    """Begin pads per spatial dim, auto_pad resolved the way ONNX defines it (a ConvTranspose with an
+    ``output_shape`` derives its pads from it, the begin pad getting the larger half unless SAME_UPPER)."""
     auto = node.attrs.get("auto_pad", "NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     rank = len(in_sp)
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
+    from_output = node.op == "ConvTranspose" and node.attrs.get("output_shape") is not None
+    if auto in ("SAME_UPPER", "SAME_LOWER") or from_output:
+        out_pad = _attr(node, "output_padding", rank, 0)
         begins = []
         for d in range(rank):
             eff = (kernel[d] - 1) * dilations[d] + 1
             if node.op == "ConvTranspose":
-                total = max(0, strides[d] * (in_sp[d] - 1) + eff - out_sp[d])
+                total = max(0, strides[d] * (in_sp[d] - 1) + out_pad[d] + eff - out_sp[d])
             else:
                 total = max(0, (out_sp[d] - 1) * strides[d] + eff - in_sp[d])
             begins.append(total // 2 if auto == "SAME_UPPER" else total - total // 2)
