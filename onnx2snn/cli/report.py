@@ -56,7 +56,7 @@ def run(args) -> int:
     res = report(ann, snn, feeds, labels, args.batch_size, energy, progress=not args.quiet and not args.json)
     if args.output:
         from ..cost.html import write_html
-        written = write_html(res, args.output)
+        written = write_html(res, args.output, model=args.ann)
         if not args.json:
             print(f"wrote {', '.join(str(p) for p in written)}")
     if args.json:
