@@ -6,8 +6,10 @@ layer, and an operation-count energy estimate, from one run of the SNN over data
     per step t:      spikes = nonzero neuron outputs (positive / negative apart for bipolar neurons;
                      the cumulative form's counts step by ±1: its spikes are the nonzero differences)
                      SynOps = Σ nonzero input elements × their exact fan-out (cost/fanout.py), for the
-                     weighted layers downstream of a neuron; the others run on analog values and count
-                     as dense MACs, once per step they run (once per sample when hoisted)
+                     weighted layers whose input carries spikes (a neuron's output through ops that move,
+                     pool, pad or scale spikes: SPIKE_PRESERVING); the others run on analog values (the
+                     input, a linear layer's or an Add's output, e.g. a linear bottleneck) and count as
+                     dense MACs, once per step they run (once per sample when hoisted)
     energy:          E_ANN = MACs·E_MAC; E_SNN = analog MACs·E_MAC + SynOps·E_AC (energy.py)
 
 Not counted: pooling, Add, Concat, Softmax, reshapes, the neurons' own updates and every memory
@@ -60,7 +62,7 @@ class LayerCost:
 class WeightedLayerCost:
     name: str
     op: str
-    spiking_input: bool               # downstream of a neuron: SynOps; else analog MACs
+    spiking_input: bool               # its input carries spikes: SynOps; else analog MACs
     synops_per_sample: float
     analog_macs_per_sample: float
     ann_macs_per_sample: float
@@ -120,11 +122,13 @@ class CostReport:
 
 
 CONVENTION = ("SynOps: every nonzero input element of a weighted layer (Conv, ConvTranspose, Gemm, MatMul with "
-              "constant weights) downstream of a neuron counts once per connection it reaches, at every step "
+              "constant weights) whose input carries spikes (a neuron's output, through reshapes, pooling, padding, "
+              "slicing, Concat or a constant scale) counts once per connection it reaches, at every step "
               "(Conv: output channels per group x kernel taps that reach it given stride, padding and dilation; "
-              "Gemm/MatMul: outputs it feeds). Weighted layers on analog values count dense MACs once per step "
-              "they run (once per sample when hoisted). Pooling, Add, Concat, reshapes, neuron updates and memory "
-              "accesses are not counted. Energy = MACs x E_MAC + SynOps x E_AC: an operation-count model, not a "
+              "Gemm/MatMul: outputs it feeds). Weighted layers on analog values (the input, or the output of a "
+              "linear layer or an Add without a neuron in between) count dense MACs once per step they run (once "
+              "per sample when hoisted). Pooling, Add, Concat, reshapes, neuron updates and memory accesses are "
+              "not counted. Energy = MACs x E_MAC + SynOps x E_AC: an operation-count model, not a "
               "hardware measurement.")
 
 
@@ -172,18 +176,36 @@ def _weighted_nodes(graph: gs.Graph) -> list[tuple[gs.Node, int, list[int]]]:
     return found
 
 
-def _sources(tensor, neuron_outputs: set[str], memo: dict) -> frozenset[str]:
-    """The neuron layers a tensor's values come from (first neuron on each path upstream)."""
+# Ops whose output is still spike-coded when their data input is: they move, select, pad, pool or
+# scale spikes (a pooling average or a constant scale folds into the next layer's weights).
+SPIKE_PRESERVING = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "MaxPool", "GlobalMaxPool",
+                    "AveragePool", "GlobalAveragePool", "Pad", "Slice", "Split", "Gather", "Resize", "Upsample",
+                    "Tile", "Expand", "DepthToSpace", "SpaceToDepth"}
+
+
+def _sources(tensor, neuron_outputs: set[str], memo: dict) -> frozenset[str] | None:
+    """The neuron layers whose spikes a tensor carries, or None when it carries analog values (a graph
+    input, or anything computed by an op that is not spike-preserving, e.g. a weighted layer or an Add)."""
     if tensor.name in memo:
         return memo[tensor.name]
-    memo[tensor.name] = frozenset()  # cycles cannot happen in a DAG; guards re-entry
+    memo[tensor.name] = None  # a DAG has no cycles; this only guards re-entry
     if tensor.name in neuron_outputs:
         result = frozenset([tensor.name])
     elif not tensor.inputs:
-        result = frozenset()
+        result = None
     else:
-        result = frozenset().union(*(_sources(t, neuron_outputs, memo) for t in tensor.inputs[0].inputs
-                                     if constant_value(t) is None))
+        node = tensor.inputs[0]
+        variable = [t for t in node.inputs if constant_value(t) is None]
+        if node.op == "Concat":
+            data = variable
+        elif len(variable) == 1 and (node.op == "Mul" or node.op == "Div" and node.inputs[0] is variable[0]):
+            data = variable  # scaled by a constant
+        elif node.op in SPIKE_PRESERVING:
+            data = [node.inputs[0]]
+        else:
+            data = None
+        found = None if not data else [_sources(t, neuron_outputs, memo) for t in data]
+        result = None if found is None or any(f is None for f in found) else frozenset().union(*found)
     memo[tensor.name] = result
     return result
 
@@ -200,8 +222,8 @@ def _analyse(snn: onnx.ModelProto):
     weighted = []
     for node, index, wshape in _weighted_nodes(graph):
         data = node.inputs[index]
-        src = sorted(_sources(data, outputs, memo))
-        weighted.append(_Weighted(node, data.name, index, wshape, bool(src), src))
+        src = _sources(data, outputs, memo)
+        weighted.append(_Weighted(node, data.name, index, wshape, bool(src), sorted(src or ())))
     return list(neurons), weighted
 
 
@@ -417,8 +439,9 @@ def _recurrent_cells(snn: onnx.ModelProto, meta) -> tuple[list, list, dict, int]
             if node.op not in ("Gemm", "MatMul"):
                 raise ConversionError(f"node '{node.name}' ({node.op}) in the cell of Scan '{scan.name}': the cost "
                                       "report counts Gemm and MatMul layers in recurrent cells")
-            src = sorted(_sources(node.inputs[index], outputs, memo))
-            weighted.append(_Weighted(node, node.inputs[index].name, index, wshape, bool(src), src, True))
+            src = _sources(node.inputs[index], outputs, memo)
+            weighted.append(_Weighted(node, node.inputs[index].name, index, wshape, bool(src), sorted(src or ()),
+                                      True))
             k, m = _matrix_dims(node, index, wshape)
             shapes[node.inputs[index].name] = [substeps, k]
             shapes[node.outputs[0].name] = [substeps, m]
