@@ -6,11 +6,9 @@ that subset, the mean firing rate over neuron layers and the overall rate (total
 neurons · T)), SynOps, analog MACs and ANN MACs per image, and the operation-count energy per image
 (fp32, 45 nm: E_MAC 4.6 pJ, E_AC 0.9 pJ; no memory access) of the ANN and the SNN.
 
-The report counts every nonzero input of a weighted layer downstream of a neuron as SynOps (E_AC),
-also where that input is not a spike but the real-valued output of another weighted layer (the
-linear bottleneck of MobileNetV2/EfficientNet blocks: project conv → (+ residual) → expand conv,
-with no neuron between). Such layers do multiply-accumulates on real values; the column "SNN µJ,
-real inputs as MACs" counts their SynOps at E_MAC instead (``real_input_layers`` below).
+SynOps (E_AC) are counted only for layers whose input carries spikes; a layer fed by the real-valued
+output of another weighted layer (the linear bottleneck of MobileNetV2/EfficientNet blocks: project
+conv → (+ residual) → expand conv, with no neuron between) counts dense MACs (E_MAC) at every step.
 
     python benchmarks/cost_report.py                                   # both models, T = 8, 16, 32
     python benchmarks/cost_report.py --models resnet32 --timesteps 8 --images 50
@@ -40,7 +38,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import onnx_graphsurgeon as gs
 import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
@@ -48,7 +45,6 @@ sys.path.insert(0, str(HERE))
 
 import onnx2snn  # noqa: E402
 from onnx2snn.config import ConvertConfig, ThresholdSpec, preset_config  # noqa: E402
-from onnx2snn.core.graph import constant_value  # noqa: E402
 from onnx2snn.cost import EnergyModel, report  # noqa: E402
 
 from calibration_cifar import SHARED, preprocess as cifar_preprocess  # noqa: E402
@@ -113,39 +109,6 @@ def imagenet_data(n_test: int, n_calib: int):
     return xc, xt, yt
 
 
-def real_input_layers(snn, res) -> set[str]:
-    """The spiking-input weighted layers whose input reaches a neuron only through (or also through)
-    another weighted layer: their inputs are real-valued sums of spikes, not spikes."""
-    graph = gs.import_onnx(snn)
-    neurons = {layer.name for layer in res.layers}
-    weighted = {w.name for w in res.weighted_layers}
-    memo: dict[str, bool] = {}
-
-    def through_weighted(t) -> bool:
-        if t.name in memo:
-            return memo[t.name]
-        memo[t.name] = False
-        if t.name in neurons or isinstance(t, gs.Constant) or not t.inputs:
-            found = False
-        elif t.inputs[0].name in weighted:
-            found = True
-        else:
-            found = any(through_weighted(x) for x in t.inputs[0].inputs if constant_value(x) is None)
-        memo[t.name] = found
-        return found
-
-    nodes = {n.name: n for n in graph.nodes}
-    out = set()
-    for w in res.weighted_layers:
-        node = nodes.get(w.name)
-        if not w.spiking_input or node is None:
-            continue
-        data = [x for x in node.inputs[:2] if constant_value(x) is None]
-        if data and through_weighted(data[0]):
-            out.add(w.name)
-    return out
-
-
 def flags_of(cfg: ConvertConfig) -> str:
     cal = ",".join(c.value for c in cfg.calibrate) or "none"
     return (f"--neuron {cfg.neuron.value} --threshold {cfg.threshold} "
@@ -181,7 +144,6 @@ def main() -> None:
           f"numpy {np.__version__}; energy {energy.name}: E_MAC {energy.e_mac_pj} pJ, E_AC {energy.e_ac_pj} pJ")
     header = ("| model | T | config | calib | images | ANN top-1 | SNN top-1 | mean rate | overall rate | "
               "SynOps/img | analog MACs/img | ANN MACs/img | ANN µJ | SNN µJ | SNN/ANN | "
-              "SynOps on real inputs | SNN µJ, real inputs as MACs | SNN/ANN, real inputs as MACs | "
               "silent layers | convert s | report s |")
     rows = []
     for name in models:
@@ -220,16 +182,11 @@ def main() -> None:
             overall = spikes / (neurons * T)
             silent = [layer.name for layer in res.layers if layer.spikes_per_sample == 0]
             acc = res.accuracy
-            real = real_input_layers(result.model, res)
-            real_synops = sum(w.synops_per_sample for w in res.weighted_layers if w.name in real)
-            snn_uj_real = res.snn_uj + real_synops * (energy.e_mac_pj - energy.e_ac_pj) * 1e-6
             row = dict(model=name, T=T, config=config, flags=flags_of(cfg), calib=len(xc), images=res.samples,
                        ann_top1=acc["ann_top1"], snn_top1=acc["snn_top1"][T], mean_rate=mean_rate,
                        overall_rate=overall, synops=res.synops_per_sample, analog=res.analog_macs_per_sample,
                        ann_macs=res.ann_macs_per_sample, ann_uj=res.ann_uj, snn_uj=res.snn_uj,
-                       ratio=res.snn_uj / res.ann_uj, real_layers=sorted(real),
-                       real_synops_share=real_synops / res.synops_per_sample, snn_uj_real=snn_uj_real,
-                       ratio_real=snn_uj_real / res.ann_uj, silent=silent, layers=len(res.layers),
+                       ratio=res.snn_uj / res.ann_uj, silent=silent, layers=len(res.layers),
                        max_silent_fraction=max(layer.silent_fraction for layer in res.layers),
                        convert_s=t_conv, report_s=t_rep)
             rows.append(row)
@@ -238,8 +195,6 @@ def main() -> None:
             print(f"  T={T}: SNN {row['snn_top1']:.1f}% (ANN {row['ann_top1']:.1f}%), rate {mean_rate:.4f} / "
                   f"{overall:.4f}, SynOps {row['synops']:.4g}, analog {row['analog']:.4g}, ANN MACs "
                   f"{row['ann_macs']:.4g}, {row['ann_uj']:.1f} / {row['snn_uj']:.1f} uJ ({row['ratio']:.3f}); "
-                  f"{len(real)} layers on real inputs, {100 * row['real_synops_share']:.0f}% of SynOps, as MACs "
-                  f"{snn_uj_real:.1f} uJ ({row['ratio_real']:.3f}); "
                   f"{len(silent)}/{len(res.layers)} layers silent, max silent fraction "
                   f"{row['max_silent_fraction']:.3f}; convert {t_conv:.0f} s, report {t_rep:.0f} s", flush=True)
     print()
@@ -250,8 +205,7 @@ def main() -> None:
               f"{r['ann_top1']:.1f}% | {r['snn_top1']:.1f}% | {r['mean_rate']:.4f} | {r['overall_rate']:.4f} | "
               f"{r['synops'] / 1e6:.1f} M | "
               f"{r['analog'] / 1e6:.2f} M | {r['ann_macs'] / 1e6:.1f} M | {r['ann_uj']:.1f} | {r['snn_uj']:.1f} | "
-              f"{r['ratio']:.3f} | {100 * r['real_synops_share']:.0f}% ({len(r['real_layers'])} layers) | "
-              f"{r['snn_uj_real']:.1f} | {r['ratio_real']:.3f} | {len(r['silent'])}/{r['layers']} | "
+              f"{r['ratio']:.3f} | {len(r['silent'])}/{r['layers']} | "
               f"{r['convert_s']:.0f} | {r['report_s']:.0f} |")
     print()
     for config, flags in dict.fromkeys((r["config"], r["flags"]) for r in rows):
