@@ -548,3 +548,19 @@ def test_fanout_matches_onnxruntime(op, kernel, attrs):
     node = gs.import_onnx(model).nodes[0]
     f = fanout(node, [1, 1, H, W], [1, 1, *y.shape[2:]], [1, 1, *kernel])
     np.testing.assert_array_equal(np.broadcast_to(f, reached.shape), reached)
+
+
+def test_unnamed_nodes_are_counted_apart():
+    """Exporters may leave node names empty (UltraFace does): layers are told apart by their outputs."""
+    ann = conv_ann(CONV_CASES[0])
+    data = _data(IN_SHAPE, SAMPLES, seed=2)
+    named = report(ann, convert(ann, IN_SHAPE), {"x": data}, batch_size=BATCH)
+    anonymous = onnx.ModelProto()
+    anonymous.CopyFrom(ann)
+    for node in anonymous.graph.node:
+        node.name = ""
+    unnamed = report(anonymous, convert(anonymous, IN_SHAPE), {"x": data}, batch_size=BATCH)
+    assert [w.synops_per_sample for w in unnamed.weighted_layers] == \
+        [w.synops_per_sample for w in named.weighted_layers]
+    assert len({w.name for w in unnamed.weighted_layers}) == len(unnamed.weighted_layers)
+    assert unnamed.synops_per_sample == named.synops_per_sample > 0

@@ -144,6 +144,14 @@ class _Weighted:
     sources: list[str]
     runs_every_step: bool = False  # inside a recurrent cell: runs at every sub-step of every element
 
+    @property
+    def key(self) -> str:  # node names may be empty or repeat; output tensor names are unique
+        return self.node.outputs[0].name
+
+    @property
+    def label(self) -> str:
+        return self.node.name or f"{self.node.op} -> {self.key}"
+
 
 def _per_sample_shapes(model: onnx.ModelProto) -> tuple[dict[str, list], int]:
     """Shapes at batch 1 (or the model's fixed batch B), and that batch."""
@@ -263,7 +271,7 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
     spikes = {t: np.zeros(2) for t, _ in neurons}  # positive, negative
     silent = {t: 0.0 for t, _ in neurons}
     neuron_count = {}
-    synops = {w.node.name: np.zeros(T) for w in weighted}
+    synops = {w.key: np.zeros(T) for w in weighted}
     fan = {}
     for w in weighted:
         in_shape, out_shape = snn_shapes.get(w.data), snn_shapes.get(w.node.outputs[0].name)
@@ -274,10 +282,8 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
             in_shape, out_shape = [snn_batch, k], [snn_batch, m]
             snn_shapes[w.data], snn_shapes[w.node.outputs[0].name] = in_shape, out_shape
             known = True
-        if not known:
-            raise ConversionError(f"node '{w.node.name}' ({w.node.op}): the shapes of its input and output are "
-                                  "unknown; export the model with static feature shapes")
-        fan[w.node.name] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
+        if known:
+            fan[w.key] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
     run_steps = _runner(snn, names, T, form) if not meta.is_recurrent else _recurrent_runner(snn, names)
     ann_sess = calibration_session(ann) if labels is not None else None
     ann_correct, snn_correct = 0, np.zeros(running_steps, np.int64)
@@ -287,6 +293,9 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
         for feed, valid in iter_batches(feeds, batch_size, fixed):
             values, running = run_steps(feed)
             n = next(iter(feed.values())).shape[0]
+            for w in weighted:  # shapes as they run (shape inference may not follow a graph everywhere)
+                if not w.runs_every_step:
+                    _runtime_shapes(w, values[w.data].shape, n, snn_batch, snn_shapes, fan)
             for name, _ in neurons:
                 y = _steps(values[name], T, n)[:, :valid]
                 if cumulative:
@@ -303,8 +312,8 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
                     noise = 32 * np.finfo(np.float32).eps * np.maximum(np.abs(x), np.abs(prev))
                     x = np.where(np.abs(x - prev) > noise, x - prev, 0)
                 nonzero = (x != 0)
-                f = np.broadcast_to(fan[w.node.name], x.shape[2:])
-                synops[w.node.name] += (nonzero.reshape(nonzero.shape[0], valid, -1).sum(axis=1)
+                f = np.broadcast_to(fan[w.key], x.shape[2:])
+                synops[w.key] += (nonzero.reshape(nonzero.shape[0], valid, -1).sum(axis=1)
                                         * f.reshape(-1)).sum(axis=1)
             if labels is not None:
                 y_true = labels[start:start + valid]
@@ -336,7 +345,7 @@ def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count,
         once = dense_macs(w.node, in_shape, out_shape, w.weight_shape, w.data_index) / (snn_batch * rows)
         runs = T if (rows >= T or form == "streaming" or w.runs_every_step) else 1
         ann_macs = once * (T // rows if w.runs_every_step else 1)  # the ANN runs a cell layer once per element
-        synops_total = float(synops[w.node.name].sum()) / n_total
+        synops_total = float(synops[w.key].sum()) / n_total
         analog = 0.0
         if not w.spiking:
             analog = once * runs
@@ -345,7 +354,7 @@ def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count,
         for s in w.sources:
             credit[s] = credit.get(s, 0.0) + synops_total / len(w.sources)
             ann_credit[s] = ann_credit.get(s, 0.0) + ann_macs / len(w.sources)
-        weighted_costs.append(WeightedLayerCost(w.node.name, w.node.op, w.spiking, synops_total, analog, ann_macs,
+        weighted_costs.append(WeightedLayerCost(w.label, w.node.op, w.spiking, synops_total, analog, ann_macs,
                                                 list(w.sources)))
     layers = []
     for name, op in neurons:
@@ -355,7 +364,7 @@ def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count,
         layers.append(LayerCost(name, op, count, total, pos, neg, total / (count * T) if count else 0.0,
                                 silent[name] / (count * n_total) if count else 0.0, credit.get(name, 0.0),
                                 ann_credit.get(name, 0.0)))
-    per_step = np.cumsum(sum((synops[w.node.name] for w in weighted), np.zeros(T)) / n_total)
+    per_step = np.cumsum(sum((synops[w.key] for w in weighted), np.zeros(T)) / n_total)
     ann_total = float(sum(w.ann_macs_per_sample for w in weighted_costs))
     accuracy = None
     if labels is not None:
@@ -499,3 +508,52 @@ def _body_ranks(body: onnx.GraphProto) -> dict[str, int]:
         if node.domain == SNN_DOMAIN and node.input and node.input[0] in ranks:
             ranks.setdefault(node.output[0], ranks[node.input[0]])
     return ranks
+
+
+def _runtime_shapes(w: _Weighted, value_shape: tuple, n: int, batch: int, shapes: dict, fan: dict) -> None:
+    """Make the shapes of ``w`` (at the shape-inference batch ``batch``) those of the run when inference
+    gave none or others, and its fan-out with them."""
+    rows = max(1, value_shape[0] // n)
+    in_shape = [rows * batch] + [int(d) for d in value_shape[1:]]
+    if shapes.get(w.data) == in_shape and w.key in fan:
+        return
+    out_shape = _output_shape(w, in_shape)
+    shapes[w.data], shapes[w.node.outputs[0].name] = in_shape, out_shape
+    fan[w.key] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
+
+
+def _output_shape(w: _Weighted, in_shape: list[int]) -> list[int]:
+    """The output shape ONNX defines for a weighted layer on ``in_shape``."""
+    node, wshape = w.node, w.weight_shape
+    if node.op in ("Gemm", "MatMul"):
+        k, m = _matrix_dims(node, w.data_index, wshape)
+        return list(in_shape[:-1]) + [m] if w.data_index == 0 else [wshape[0]] + list(in_shape[1:])
+    rank = len(in_shape) - 2
+    kernel = [int(k) for k in wshape[2:]]
+    strides = [int(v) for v in node.attrs.get("strides", [1] * rank)]
+    dilations = [int(v) for v in node.attrs.get("dilations", [1] * rank)]
+    pads = [int(v) for v in node.attrs.get("pads", [0] * (2 * rank))]
+    auto = node.attrs.get("auto_pad", "NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    group = int(node.attrs.get("group", 1))
+    out = []
+    for d in range(rank):
+        size, eff = in_shape[2 + d], (kernel[d] - 1) * dilations[d] + 1
+        if node.op == "ConvTranspose":
+            given = node.attrs.get("output_shape")
+            if given is not None:
+                out.append(int(given[-rank + d]))
+                continue
+            extra = int(node.attrs.get("output_padding", [0] * rank)[d])
+            if auto in ("SAME_UPPER", "SAME_LOWER"):
+                out.append(size * strides[d])
+            else:
+                out.append(strides[d] * (size - 1) + extra + eff - pads[d] - pads[rank + d])
+        elif auto in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(-(-size // strides[d]))
+        elif auto == "VALID":
+            out.append((size - eff) // strides[d] + 1)
+        else:
+            out.append((size + pads[d] + pads[rank + d] - eff) // strides[d] + 1)
+    channels = wshape[0] if node.op == "Conv" else wshape[1] * group
+    return [in_shape[0], channels] + out
