@@ -564,3 +564,23 @@ def test_unnamed_nodes_are_counted_apart():
         [w.synops_per_sample for w in named.weighted_layers]
     assert len({w.name for w in unnamed.weighted_layers}) == len(unnamed.weighted_layers)
     assert unnamed.synops_per_sample == named.synops_per_sample > 0
+
+
+def test_recurrent_snn_is_counted_over_every_element():
+    """The Scan's cell neurons over S elements × T_s sub-steps; the cell's layers on the analog hidden
+    state count as MACs at every sub-step; the ANN runs them once per element."""
+    from conftest import MODELS
+    rnn = onnx2snn.load_model(MODELS / "seqmnist_qrnn.onnx")
+    snn = onnx2snn.convert(rnn, None, ConvertConfig(timesteps=2)).model
+    x = np.load(MODELS / "data" / "mnist_test.npz")["x"][:3].reshape(3, -1)
+    res = report(rnn, snn, {"image": x}, batch_size=2)
+    S, T_s = 784, 2
+    assert res.timesteps == S * T_s and len(res.layers) == 1 and res.layers[0].op == "BIFNeuron"
+    layer = res.layers[0]
+    assert layer.neurons > 0 and layer.firing_rate == pytest.approx(layer.spikes_per_sample / (layer.neurons * S * T_s))
+    cell = {w.name: w for w in res.weighted_layers if not w.spiking_input and w.analog_macs_per_sample > 0}
+    assert cell, res.weighted_layers
+    for w in res.weighted_layers:
+        if w.name in ("input_weights", "recurrent_weights"):
+            assert w.analog_macs_per_sample == pytest.approx(T_s * w.ann_macs_per_sample)
+    assert any("recurrent SNN" in note for note in res.notes)
