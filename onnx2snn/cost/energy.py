@@ -1,4 +1,4 @@
-"""Energy per operation for the operation-count model of :mod:`onnx2snn.cost.report`.
+"""Energy per operation for the operation-count model of :mod:`onnx2snn.cost.counting`.
 
 Defaults: 45 nm CMOS, Horowitz (ISSCC 2014, "Computing's energy problem"): a multiply-accumulate
 is a multiply plus an add, an accumulate (a synaptic operation of a spike) an add.

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .._version import __version__
 from ..errors import ConfigError
-from .report import CONVENTION, CostReport
+from .counting import CONVENTION, CostReport
 
 MISSING = "the HTML report needs matplotlib: pip install 'onnx2snn[report]'"
 
