@@ -81,7 +81,8 @@ def print_report(res) -> None:
     print(f"energy ({e.name}: E_MAC {e.e_mac_pj} pJ, E_AC {e.e_ac_pj} pJ): ANN {res.ann_uj:.4g} uJ, "
           f"SNN {res.snn_uj:.4g} uJ, SNN/ANN {ratio:.3f} (operation counts only, no memory access)")
     if res.accuracy:
-        last = res.accuracy["snn_top1"][res.timesteps]
-        print(f"top-1: ANN {res.accuracy['ann_top1']:.2f}%, SNN {last:.2f}% at t={res.timesteps}")
+        t_last = max(res.accuracy["snn_top1"])
+        print(f"top-1: ANN {res.accuracy['ann_top1']:.2f}%, SNN {res.accuracy['snn_top1'][t_last]:.2f}% "
+              f"at t={t_last}")
     for note in res.notes:
         print(f"note: {note}")

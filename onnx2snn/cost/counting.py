@@ -324,7 +324,10 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
             bar.update()
     result = _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count, synops, snn_shapes,
                        snn_batch, energy, labels, ann_correct, snn_correct)
-    if meta.is_recurrent:
+    if meta.is_recurrent:  # the running output covers the last element's sub-steps: global steps T − T_s + t
+        if result.accuracy is not None:
+            offset = T - running_steps
+            result.accuracy["snn_top1"] = {offset + t: a for t, a in result.accuracy["snn_top1"].items()}
         r = meta.recurrent[0]
         result.notes.append(f"recurrent SNN: {r['sequence_length']} elements x {r['substeps']} sub-steps = {T} "
                             "steps counted; the hidden state enters each element at its first sub-step as an "

@@ -95,7 +95,7 @@ def _snn_top1(report: CostReport) -> dict[int, float]:
 def _step_ticks(ax, steps: list[int]) -> None:
     from matplotlib.ticker import MaxNLocator
     ax.xaxis.set_major_locator(MaxNLocator(nbins=min(len(steps), 10), integer=True))
-    ax.set_xlim(0.5, steps[-1] + 0.5)
+    ax.set_xlim(steps[0] - 0.5, steps[-1] + 0.5)
 
 
 def plot_accuracy(report: CostReport) -> bytes:
@@ -209,6 +209,8 @@ def plot_accuracy_energy(report: CostReport) -> bytes:
         fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
     else:
         top1 = _snn_top1(report)
+        steps = [t for t in steps if t in top1]  # a recurrent SNN: the last element's sub-steps only
+        energy = [report.snn_uj_at(t) for t in steps]
         acc = [top1[t] for t in steps]
         ax.plot(energy, acc, marker="o" if len(steps) <= 64 else None, color=SYNOPS_COLOR, label="SNN, t = 1..T")
         ann_acc = report.accuracy["ann_top1"]
@@ -224,23 +226,25 @@ def plot_accuracy_energy(report: CostReport) -> bytes:
         ax.grid(alpha=0.3, which="both")
         ax.set_title("Accuracy against energy per sample")
         fig.legend(loc="outside lower center", ncol=2, fontsize=8, frameon=False)
-        _label_steps(ax, energy, acc, _annotated(steps))  # last: it needs the final layout
+        _label_steps(ax, energy, acc, _annotated(steps), first=steps[0])  # last: it needs the final layout
     return _png(fig)
 
 
-def _label_steps(ax, xs: list[float], ys: list[float], steps: list[int], min_px: float = 26.0) -> None:
-    """Label the points of ``steps`` 't=…', leaving out a label that would sit on one already drawn
-    (the last step's label always drawn)."""
+def _label_steps(ax, xs: list[float], ys: list[float], steps: list[int], min_px: float = 26.0,
+                 first: int = 1) -> None:
+    """Label the points of ``steps`` 't=…' (point i is step ``first`` + i), leaving out a label that would
+    sit on one already drawn (the last step's label always drawn)."""
     fig = ax.figure
     fig.canvas.draw()  # final limits and layout, for display coordinates
     placed: list[tuple[float, float]] = []
     for t in [steps[-1]] + steps[:-1]:
-        px, py = ax.transData.transform((xs[t - 1], ys[t - 1]))
+        i = t - first
+        px, py = ax.transData.transform((xs[i], ys[i]))
         if any(abs(px - qx) < min_px and abs(py - qy) < 12 for qx, qy in placed):
             continue
         placed.append((px, py))
         low = py < ax.transAxes.transform((0, 0.12))[1]  # near the x axis: the label goes above the point
-        ax.annotate(f"t={t}", (xs[t - 1], ys[t - 1]), textcoords="offset points", xytext=(5, 5 if low else -12),
+        ax.annotate(f"t={t}", (xs[i], ys[i]), textcoords="offset points", xytext=(5, 5 if low else -12),
                     fontsize=8)
 
 
@@ -327,7 +331,7 @@ def render_html(report: CostReport, images: dict[str, bytes], model: str | None 
     if report.accuracy is not None:
         top1 = _snn_top1(report)
         summary.append(("top-1 accuracy",
-                        f"ANN {report.accuracy['ann_top1']:.2f}%, SNN {top1[T]:.2f}% at t = {T}"))
+                        f"ANN {report.accuracy['ann_top1']:.2f}%, SNN {top1[max(top1)]:.2f}% at t = {max(top1)}"))
     energy_rows = [("energy model", _e(e.name)), ("E_MAC / E_AC", f"{e.e_mac_pj:g} pJ / {e.e_ac_pj:g} pJ"),
                    ("ANN", f"{_n(report.ann_macs_per_sample)} MACs per sample → {_uj(report.ann_uj)}"),
                    ("SNN", f"{_n(report.synops_per_sample)} SynOps + {_n(report.analog_macs_per_sample)} analog "
@@ -390,7 +394,7 @@ def render_html(report: CostReport, images: dict[str, bytes], model: str | None 
 
     if report.accuracy is not None:
         top1 = _snn_top1(report)
-        steps = _table_steps(_steps(report))
+        steps = _table_steps([t for t in _steps(report) if t in top1])
         rows = [[str(t), f"{top1[t]:.2f}%", f"{top1[t] - report.accuracy['ann_top1']:+.2f}",
                  _n(report.synops_per_step[t - 1]), _uj(report.snn_uj_at(t)),
                  f"{report.snn_uj_at(t) / report.ann_uj:.3f}" if report.ann_uj else "–"] for t in steps]
