@@ -128,3 +128,16 @@ def test_no_matplotlib_at_import_and_clear_error():
                          cwd=REPO).stdout
     assert "the HTML report needs matplotlib: pip install 'onnx2snn[report]'" in out
     check_plotting()  # here it is installed
+
+
+def test_html_of_a_recurrent_snn(tmp_path):
+    """A recurrent SNN's accuracy covers the last element's sub-steps only: the page shows those."""
+    rnn = onnx2snn.load_model(MODELS / "seqmnist_qrnn.onnx")
+    snn = onnx2snn.convert(rnn, None, onnx2snn.ConvertConfig(timesteps=2)).model
+    with np.load(MODELS / "data" / "mnist_test.npz") as d:
+        x, y = d["x"][:2].reshape(2, -1), d["labels"][:2]
+    rep = onnx2snn.cost.report(rnn, snn, {"image": x}, y)
+    assert sorted(rep.accuracy["snn_top1"]) == [rep.timesteps - 1, rep.timesteps]
+    written = write_html(rep, tmp_path / "rnn.html")
+    assert all(p.stat().st_size > 0 for p in written)
+    assert f"<td>{rep.timesteps}</td>" in (tmp_path / "rnn.html").read_text()
