@@ -8,10 +8,12 @@ which :meth:`Recipe.convert` runs in this order:
     calibrate(ann, data, config)      → Parameters (θ, v_init, calibrated weights, layer reports)
     build(params, config)             → Built: the SNN graph (no metadata yet) and what the build found
     describe(built, params, config)   → SNNMetadata, written by onnx2snn.metadata.write
+    verify.check_runs(snn, sample)    → the SNN runs once in onnxruntime, or ConversionError
 
 Requires: ``model`` is an ONNX ANN. Ensures: the SNN's metadata is exactly
-``describe``'s (plus the model's own foreign entries); the input model is not
-modified.
+``describe``'s (plus the model's own foreign entries); the SNN loads and runs
+in onnxruntime (one sample of the data, or synthetic inputs); the input model is
+not modified.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import numpy as np
 import onnx
 
 from .. import metadata, methods
+from . import verify
 from ..config import ConvertConfig
 from ..core.graph import SNN_DOMAIN
 from ..neurons.kinds import NeuronKind
@@ -107,12 +110,15 @@ class Recipe:
         self.validate(ann, config, data)
         params = self.calibrate(ann, data, config, progress)
         params = replace(params, source=model)
-        return self.finish(ann, params, config)
+        return self.finish(ann, params, config, sample=verify.sample_feeds(data))
 
-    def finish(self, ann: onnx.ModelProto, params: Parameters, config: ConvertConfig) -> ConversionResult:
-        """Build, describe and write the metadata: the SNN of ``params``."""
+    def finish(self, ann: onnx.ModelProto, params: Parameters, config: ConvertConfig,
+               sample: Mapping[str, np.ndarray] | None = None) -> ConversionResult:
+        """Build, describe and write the metadata: the SNN of ``params``, run once on ``sample``
+        (None: synthetic inputs) before it is returned."""
         built = self.build(params, config)
         snn = metadata.write(built.model, self.describe(built, params, config), source=params.ann)
+        verify.check_runs(snn, sample)
         thresholds = params.thresholds if built.thresholds is None else built.thresholds
         return ConversionResult(snn, ann, thresholds, config, params.v_init, params.reports,
                                 built.exact_timesteps, tuple(built.recurrences), self.method, self.neuron_op)

@@ -1,0 +1,154 @@
+"""Run a finished SNN once before it leaves the converter (never hand out an SNN that cannot run).
+
+:func:`check_runs` loads the SNN in a plain onnxruntime session (the op library
+registered) and runs it on one sample: the first rows of the calibration data,
+or, without data, seeded random values of the declared input shapes. The batch
+is the model's fixed batch B, or 1. A streaming SNN runs one step from its
+initial state (the loop :class:`onnx2snn.StreamingSession` runs, with the state
+read from the metadata). A failure is one :class:`ConversionError` that names
+the node onnxruntime names and says it is a bug to report.
+
+Cost: one session and one run of one sample (a few ms on the bundled MNIST CNN).
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from typing import Mapping
+
+import numpy as np
+import onnx
+
+from .. import metadata
+from .._library import get_library_path
+from ..core.graph import quiet_onnxruntime
+from ..errors import ConversionError
+
+__all__ = ["check_runs", "sample_feeds"]
+
+_NODE = (re.compile(r"Node \(([^)]*)\)"), re.compile(r"Name:'([^']*)'"), re.compile(r"node '?([^'\s]+)'?"))
+
+
+def _inputs(model: onnx.ModelProto) -> list[tuple[str, list, np.dtype]]:
+    inits = {i.name for i in model.graph.initializer}
+    out = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+        try:
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except Exception:
+            dtype = np.dtype(np.float32)
+        out.append((vi.name, dims, dtype))
+    return out
+
+
+def sample_feeds(data) -> dict[str, np.ndarray] | None:
+    """A few rows of the calibration ``data`` keyed by input name, without consuming it
+    (None: no data, or a reader that cannot be rewound)."""
+    if data is None:
+        return None
+    if hasattr(data, "get_next"):
+        if not hasattr(data, "rewind"):
+            return None
+        data.rewind()
+        feed = data.get_next()
+        data.rewind()
+        return None if feed is None else {k: np.asarray(v) for k, v in feed.items()}
+    if isinstance(data, Mapping):
+        return {k: np.asarray(v) for k, v in data.items()}
+    try:
+        with np.load(str(data), allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except Exception:
+        return None
+
+
+def _feeds(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None, skip: set) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    inputs = [(n, d, t) for n, d, t in _inputs(snn) if n not in skip]
+    arrays = dict(sample or {})
+    if len(inputs) == 1 and inputs[0][0] not in arrays:
+        others = [k for k in arrays if k != "labels"]
+        arrays = {inputs[0][0]: arrays[others[0]]} if len(others) == 1 else {}
+    feeds = {}
+    for name, dims, dtype in inputs:
+        batch = dims[0] if dims else None
+        rows = batch or 1
+        value = arrays.get(name)
+        if value is not None and value.ndim == len(dims) and value.shape[0] > 0 and all(
+                d is None or d == s for d, s in zip(dims[1:], value.shape[1:])):
+            value = value[:rows]
+            if value.shape[0] < rows:
+                value = np.concatenate([value, np.repeat(value[-1:], rows - value.shape[0], axis=0)])
+            feeds[name] = np.ascontiguousarray(value.astype(dtype, copy=False))
+            continue
+        if any(d is None for d in dims[1:]):
+            raise _Unknown(name, dims)
+        shape = [rows] + [int(d) for d in dims[1:]] if dims else []
+        feeds[name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
+                       else np.zeros(shape, dtype))
+    return feeds
+
+
+class _Unknown(Exception):
+    def __init__(self, name, dims):
+        super().__init__(f"input '{name}' has dynamic dimensions {dims} and no sample was given")
+
+
+def _node(message: str, snn: onnx.ModelProto) -> str:
+    names = {n.name: n.op_type for n in snn.graph.node}
+    for pattern in _NODE:
+        for found in pattern.findall(message):
+            if found in names:
+                return f"node '{found}' ({names[found]})"
+    for pattern in _NODE[:2]:
+        found = pattern.findall(message)
+        if found:
+            return f"node '{found[0]}'"
+    return "a node onnxruntime does not name"
+
+
+def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = None) -> None:
+    """Run ``snn`` once on ``sample`` (or synthetic inputs); ConversionError if it fails to load or run."""
+    import onnxruntime as ort
+
+    form = metadata.form(snn) if metadata.is_snn(snn) else None
+    state_in, state_out, init = [], [], {}
+    if form == "streaming":
+        meta = metadata.read(snn)
+        state_in, state_out, init = list(meta.state_inputs), list(meta.state_outputs), dict(meta.state_init or {})
+    try:
+        feeds = _feeds(snn, sample, set(state_in))
+    except _Unknown as e:
+        warnings.warn(f"onnx2snn: the converted SNN was not test-run: {e}", stacklevel=3)
+        return
+    batch = next(iter(feeds.values())).shape[0] if feeds else 1
+    shapes = {n: d for n, d, _ in _inputs(snn)}
+    for name in state_in:  # the state before the first step (StreamingSession.initial_state)
+        shape = [batch if k == 0 else int(d or 1) for k, d in enumerate(shapes.get(name, []))]
+        value = init.get(name)
+        feeds[name] = (np.zeros(shape, np.float32) if value is None
+                       else np.ascontiguousarray(np.broadcast_to(value, shape), np.float32))
+    if snn.ByteSize() >= 2**31 - 1:
+        warnings.warn("onnx2snn: the converted SNN was not test-run (over 2 GiB as one protobuf)", stacklevel=3)
+        return
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        opts.register_custom_ops_library(get_library_path())
+    except FileNotFoundError:
+        if any(n.domain == "onnx2snn" for n in snn.graph.node):
+            raise
+    try:
+        with quiet_onnxruntime():
+            session = ort.InferenceSession(snn.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            session.run(None, feeds)
+    except Exception as e:  # onnxruntime's errors have no common base class
+        message = " ".join(str(e).split())[:600] or type(e).__name__
+        raise ConversionError(
+            f"the converted SNN does not run in onnxruntime: {_node(message, snn)} fails ({message}). "
+            "This is a bug in onnx2snn, not in your model: please report it with the model and the "
+            "flags; no SNN was written") from None
