@@ -45,19 +45,43 @@ def model_inputs(model: onnx.ModelProto) -> list[InputSpec]:
     return specs
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"
+
+
 def load_npz(path: str | os.PathLike, what: str = "data") -> dict[str, np.ndarray]:
-    """All arrays of an .npz file; DataError if it is missing or not an .npz."""
+    """All arrays of an .npz file; DataError if it is missing, a directory or not an .npz of arrays."""
+    hint = "write it with numpy.savez(path, <input name>=array)"
+    if os.path.isdir(path):
+        raise DataError(f"{what} path '{path}' is a directory; give an .npz file of arrays keyed by input name")
     if not os.path.isfile(path):
         raise DataError(f"{what} file '{path}' does not exist (give an .npz of arrays keyed by input name)")
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_NPY_MAGIC))
+    except OSError as exc:
+        raise DataError(f"{what} file '{path}' cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{what} file '{path}' is a single .npy array; save it with "
+                        "np.savez(path, <input name>=array)")
+    if not head.startswith(_ZIP_MAGIC):
+        raise DataError(f"{what} file '{path}' is not an .npz archive of arrays (not a readable .npz: "
+                        f"the file is not a zip archive); {hint}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             if not hasattr(npz, "files"):
                 raise DataError(f"{what} file '{path}' is a single .npy array; save it with "
                                 "np.savez(path, <input name>=array)")
             return {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DataError(f"{what} file '{path}' is not a readable .npz archive ({exc}); "
-                        "write it with numpy.savez(path, <input name>=array)") from None
+    except ValueError as exc:
+        if "pickle" in str(exc):  # an object array: numpy would unpickle it, which runs code
+            raise DataError(f"{what} file '{path}' is not an .npz archive of arrays: it holds Python objects "
+                            f"(pickled), not numeric arrays; save numeric arrays, {hint}") from None
+        raise DataError(f"{what} file '{path}' is not an .npz archive of arrays (not a readable .npz: "
+                        f"{exc}); {hint}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"{what} file '{path}' is not an .npz archive of arrays (not a readable .npz: "
+                        f"{type(exc).__name__}: {exc}); {hint}") from None
 
 
 def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
@@ -102,14 +126,35 @@ def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
     return out
 
 
-def load_labels(arrays: Mapping[str, np.ndarray], key: str, count: int, what: str = "data") -> np.ndarray:
+def check_labels_key(arrays: Mapping[str, np.ndarray], key: str, what: str = "data") -> None:
+    """DataError naming the missing labels array and the arrays present."""
     if key not in arrays:
-        raise DataError(f"{what} has no labels array '{key}' (it has {sorted(arrays)}); pass --labels-key")
+        raise DataError(f"{what} has no labels array '{key}' (it has {sorted(arrays)}); pass --labels-key "
+                        "with the name of the array of class indices")
+
+
+def load_labels(arrays: Mapping[str, np.ndarray], key: str, count: int, what: str = "data") -> np.ndarray:
+    """Integer class indices ``[count]`` (int64) from ``arrays[key]``: integers ``[N]`` ≥ 0, or
+    one-hot rows ``[N, K]`` (every row exactly one 1, zeros elsewhere). Anything else (floats,
+    soft targets, regression targets) is a DataError, never read as classes."""
+    check_labels_key(arrays, key, what)
     labels = np.asarray(arrays[key])
-    if labels.ndim == 2:  # one-hot
+    if labels.ndim == 2 and labels.dtype.kind in "iufb":
+        one_hot = labels.shape[1] > 0 and np.all((labels == 0) | (labels == 1)) and \
+            np.all(labels.sum(axis=1) == 1)
+        if not one_hot:
+            raise DataError(f"labels '{key}' have shape {labels.shape} but are not one-hot (each row exactly "
+                            "one 1, zeros elsewhere); give integer class indices [N]")
         labels = labels.argmax(axis=1)
+    elif labels.ndim == 1 and labels.dtype.kind == "f":
+        raise DataError(f"labels '{key}' are {labels.dtype}, not class indices; top-1 needs integer class "
+                        "indices [N] (a regression target cannot be scored as top-1); save them as integers, "
+                        "e.g. labels.astype(np.int64)")
     if labels.ndim != 1 or labels.shape[0] != count or labels.dtype.kind not in "iu":
         raise DataError(f"labels '{key}' must be {count} integer class indices, got {labels.dtype} {labels.shape}")
+    if labels.size and labels.min() < 0:
+        raise DataError(f"labels '{key}' hold negative class index {int(labels.min())}; class indices "
+                        "are 0..K-1")
     return labels.astype(np.int64)
 
 

@@ -2,7 +2,8 @@
 
 Each command module adds its sub-parser and runs the parsed flags through the
 Python API. Any :class:`Onnx2SnnError` becomes one ``error:`` line on stderr and
-exit code 2.
+exit code 2; Ctrl-C (KeyboardInterrupt) one ``interrupted`` line and exit code 130,
+with no output file left (writes are atomic: the temporary file is removed).
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except Onnx2SnnError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: onnx2snn {args.command} stopped, nothing written", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
