@@ -14,7 +14,8 @@ import onnx
 
 from .core.graph import onnx_opset
 from .errors import ConversionError, UnsupportedOpError
-from .passes import DetectQuantizedActivationsPass, FoldConstantsPass, find_unsupported, import_model, relu_cap
+from .passes import (DetectQuantizedActivationsPass, FoldConstantsPass, check_not_snn, find_unsupported, import_model,
+                     relu_cap)
 from .recipes import recurrent
 
 UNSUPPORTED = "UNSUPPORTED: "
@@ -71,7 +72,10 @@ class Report:
 
 
 def inspect_model(model: onnx.ModelProto) -> Report:
-    """Which node of ``model`` converts, which does not and why (feed-forward or recurrent)."""
+    """Which node of ``model`` converts, which does not and why (feed-forward or recurrent).
+
+    ConversionError if ``model`` is already an SNN onnx2snn wrote (nothing in it is to convert)."""
+    check_not_snn(model)
     if recurrent.is_recurrent(model):
         return _recurrent(model)
     return _feed_forward(model)

@@ -16,7 +16,7 @@ import onnx
 
 from .. import metadata
 from ..core.graph import export_graph, import_model
-from .check_support import check_supported
+from .check_support import check_not_snn, check_supported
 from .fold_batchnorm import FoldBatchNormPass
 from .fold_constants import FoldConstantsPass
 from .move_maxpool import MoveMaxPoolPass
@@ -31,6 +31,7 @@ def canonicalize(model: onnx.ModelProto, move_maxpool: bool = True) -> onnx.Mode
     subgraphs folded, no Identity/Dropout, BatchNorm folded, MaxPool before ReLU (unless
     ``move_maxpool`` is false: TSNeuron pools its spikes exactly), and every node
     convertible (else UnsupportedOpError naming each offending node)."""
+    check_not_snn(model)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     graph = import_model(inferred)
     detect = DetectQuantizedActivationsPass()  # quantized activations → ReLU-like markers (+ table)

@@ -16,9 +16,13 @@ from typing import Collection
 import numpy as np
 import onnx_graphsurgeon as gs
 
-from ..core.graph import constant_value, is_empty, is_graph_output, node_label
-from ..errors import UnsupportedOpError
+import onnx
+
+from .. import metadata
+from ..core.graph import SNN_DOMAIN, constant_value, is_empty, is_graph_output, node_label
+from ..errors import ConversionError, UnsupportedOpError
 from .activations import relu_cap
+from .remove_identity import dropout_kept_reason
 
 # per-sample linear or affine ops that need no check beyond "weights are constant"
 LINEAR_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization"}
@@ -59,7 +63,7 @@ def _batch_mixing_constant(node: gs.Node, acts: set[str]) -> str:
             continue
         for a in node.inputs:
             r = _rank(a) if a.name in acts else None
-            if r is not None and v.ndim == r and v.shape[0] > 1:
+            if r and v.ndim == r and v.shape[0] > 1:  # a rank-0 activation has no batch axis
                 return (f"its constant operand '{t.name}' has {v.shape[0]} rows along the batch axis; "
                         "batch-dependent constants cannot be used once time is folded into the batch")
     return ""
@@ -122,8 +126,12 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
         if is_graph_output(graph, out) and not out.outputs:
             return ""
         return f"{op} inside the network has no spiking equivalent (only a final {op} is supported)"
-    if op in ("MaxPool", "GlobalMaxPool", "Dropout") and len(node.outputs) > 1 and node.outputs[1].outputs:
-        return f"{op} whose second output (indices/mask) is used cannot be converted"
+    if op == "Dropout":
+        kept = dropout_kept_reason(graph, node)
+        if kept:
+            return kept
+    if op in ("MaxPool", "GlobalMaxPool") and len(node.outputs) > 1 and node.outputs[1].outputs:
+        return f"{op} whose second output (indices) is used cannot be converted"
     if op == "LpPool":
         return "LpPool is not linear"
     if act_inputs and act_inputs != [0] and op not in ("Concat", "Sum"):
@@ -187,6 +195,39 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
     return ""
 
 
+ALREADY_SNN = ("an onnx2snn op: this model is already an SNN converted by onnx2snn; run it with "
+               "onnx2snn.InferenceSession or `onnx2snn evaluate`, or convert the source ANN instead")
+
+
+def _snn_nodes(graph: onnx.GraphProto) -> list[tuple[str, str]]:
+    """(name, op type) of every onnx2snn-domain node of ``graph`` and of its subgraphs."""
+    found = []
+    for node in graph.node:
+        if node.domain == SNN_DOMAIN:
+            found.append((node.name or f"<unnamed {node.op_type}>", node.op_type))
+        for a in node.attribute:
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                found += _snn_nodes(sub)
+    return found
+
+
+def _already_snn(nodes) -> ConversionError:
+    listed = "; ".join(f"node '{name}' ({op})" for name, op in nodes)
+    return ConversionError(
+        "the model is already an SNN converted by onnx2snn"
+        + (f" ({len(nodes)} onnx2snn node(s): {listed})" if nodes else " (it carries onnx2snn's SNN metadata)")
+        + ": it cannot be converted again; run it with onnx2snn.InferenceSession or `onnx2snn "
+          "evaluate`, or convert (and inspect) the source ANN instead")
+
+
+def check_not_snn(model: onnx.ModelProto) -> None:
+    """ConversionError if ``model`` is an SNN onnx2snn wrote (onnx2snn ops in a graph, or its metadata:
+    the portable and streaming forms have standard ops only)."""
+    nodes = _snn_nodes(model.graph)
+    if nodes or metadata.is_snn(model):
+        raise _already_snn(nodes)
+
+
 def activation_tensors(graph: gs.Graph) -> set[str]:
     """Names of tensors whose values depend on graph inputs (Shape outputs excluded)."""
     acts = {t.name for t in graph.inputs}
@@ -198,12 +239,19 @@ def activation_tensors(graph: gs.Graph) -> set[str]:
     return acts
 
 
+def _scalar_reason(name: str, what: str = "reads the graph input") -> str:
+    return (f"{what} '{name}' of rank 0 (a scalar): the SNN folds time into the batch axis, "
+            "so every model input needs one; give it shape [N, ...] (or make it a constant)")
+
+
 def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[tuple[str, str, str]]:
     """``(node name, op type, reason)`` for every node that cannot be converted; the nodes
     writing a ``quantized`` tensor are accepted (quantized-activation markers and input
-    encoders, see passes/quantizers)."""
+    encoders, see passes/quantizers). A rank-0 model input no node reads is listed as
+    ``<input NAME>``, a constant graph output by the node writing it."""
     graph.toposort()
     acts = activation_tensors(graph)
+    scalar_inputs = {t.name for t in graph.inputs if _rank(t) == 0}
     offenders = []
     for node in graph.nodes:
         if node.op in SHAPE_ONLY or not any(t.name in acts for t in node.inputs if not is_empty(t)):
@@ -213,13 +261,29 @@ def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[t
         if node.attrs and any(isinstance(v, gs.Graph) for v in node.attrs.values()):
             offenders.append((*node_label(node), f"{node.op} with a subgraph (control flow) is not supported"))
             continue
-        reason = _reason(graph, node, acts)
+        scalars = [t.name for t in node.inputs if t.name in scalar_inputs]
+        reason = ALREADY_SNN if node.domain == SNN_DOMAIN else (
+            _scalar_reason(scalars[0]) if scalars else _reason(graph, node, acts))
         if reason:
             offenders.append((*node_label(node), reason))
+    read = {t.name for node in graph.nodes for t in node.inputs}
+    for name in sorted(scalar_inputs - read):  # no node to name: the input itself is the offender
+        offenders.append((f"<input {name}>", "graph input", _scalar_reason(name, "is the graph input")))
+    for out in graph.outputs:  # an output no input reaches (a model without inputs): nothing to spike
+        if out.name not in acts:
+            where = node_label(out.inputs[0]) if len(out.inputs) else (f"<output {out.name}>", "Constant")
+            offenders.append((*where, f"graph output '{out.name}' does not depend on any model input "
+                              f"({'the model has no inputs' if not graph.inputs else 'a constant'}): an SNN "
+                              "computes its outputs from its inputs; remove this output or give the model an input"))
     return offenders
 
 
 def check_supported(graph: gs.Graph, quantized: Collection[str] = ()) -> None:
+    """UnsupportedOpError naming every node that cannot be converted (ConversionError saying so if
+    the graph is already an SNN: its onnx2snn ops are no layers to replace)."""
     offenders = find_unsupported(graph, quantized)
+    snn = [(name, op) for name, op, reason in offenders if reason == ALREADY_SNN]
+    if snn:
+        raise _already_snn(snn)
     if offenders:
         raise UnsupportedOpError(offenders)
