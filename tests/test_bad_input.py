@@ -7,7 +7,7 @@ import onnx
 import onnx.helper as oh
 import pytest
 
-import onnx2snn  # noqa: F401  (used by the evaluate tests)
+import onnx2snn
 from conftest import MODELS, make_model
 from onnx2snn import io as o2s_io
 from onnx2snn.cli import main
@@ -176,3 +176,110 @@ def test_pickled_data_refused_without_numpy_advice(tmp_path, capsys):
     expect_error(capsys, convert_args(tmp_path / "o.onnx", MODEL, str(bad)), "not an .npz archive of arrays",
                  absent=("allow_pickle",))
     assert not (tmp_path / "o.onnx").exists()
+
+
+# 7. --labels-key naming a missing array
+
+def test_missing_labels_key_named(tmp_path, capsys):
+    snn = tmp_path / "snn.onnx"
+    assert main(convert_args(snn)) == 0
+    capsys.readouterr()
+    expect_error(capsys, ["evaluate", MODEL, str(snn), "--data", TEST, "--labels-key", "nope"],
+                 "no labels array 'nope'", "'labels'", "'x'", absent=("exactly one array",))
+
+
+# 8. evaluate: several outputs, mismatched models, labels that are not class indices
+
+def two_outputs(scores_rank2=True):
+    """x [N, 4] -> relu(x W1) -> boxes [N, 1, 4] and scores [N, 3] (or [N, 1, 3])."""
+    rng = np.random.default_rng(0)
+    nodes = [oh.make_node("MatMul", ["x", "W1"], ["a"]), oh.make_node("Relu", ["a"], ["h"]),
+             oh.make_node("MatMul", ["h", "Wb"], ["b"]), oh.make_node("Reshape", ["b", "sb"], ["boxes"]),
+             oh.make_node("MatMul", ["h", "Ws"], ["s" if not scores_rank2 else "scores"])]
+    inits = {"W1": rng.normal(size=(4, 8)).astype(np.float32), "Wb": rng.normal(size=(8, 4)).astype(np.float32),
+             "Ws": rng.normal(size=(8, 3)).astype(np.float32), "sb": np.array([0, 1, 4], np.int64)}
+    if not scores_rank2:
+        nodes.append(oh.make_node("Reshape", ["s", "ss"], ["scores"]))
+        inits["ss"] = np.array([0, 1, 3], np.int64)
+    shape = ["N", 3] if scores_rank2 else ["N", 1, 3]
+    return make_model(nodes, [("x", ["N", 4])], [("boxes", ["N", 1, 4]), ("scores", shape)], inits)
+
+
+@pytest.fixture
+def pair(tmp_path, capsys):
+    ann = tmp_path / "ann.onnx"
+    onnx.save(two_outputs(), str(ann))
+    x = np.random.default_rng(1).normal(size=(16, 4)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    snn = tmp_path / "snn.onnx"
+    assert main(["convert", str(ann), "-o", str(snn), "--calibration-data", str(tmp_path / "calib.npz"),
+                 "-T", "4", "-q"]) == 0
+    capsys.readouterr()
+    return ann, snn, x
+
+
+def test_two_outputs_scores_the_first_2d_one(tmp_path, capsys, pair):
+    ann, snn, x = pair
+    np.savez(tmp_path / "d.npz", x=x, labels=np.arange(16) % 3)
+    assert main(["evaluate", str(ann), str(snn), "--data", str(tmp_path / "d.npz"), "--json", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "output 'scores'" in err and "'boxes'" in err
+
+
+def test_no_2d_output_refused(tmp_path, capsys):
+    ann = tmp_path / "ann.onnx"
+    onnx.save(two_outputs(scores_rank2=False), str(ann))
+    x = np.ones((4, 4), np.float32)
+    np.savez(tmp_path / "d.npz", x=x, labels=np.zeros(4, np.int64))
+    snn = tmp_path / "snn.onnx"
+    assert main(["convert", str(ann), "-o", str(snn), "--calibration-data", str(tmp_path / "d.npz"),
+                 "-T", "2", "-q"]) == 0
+    capsys.readouterr()
+    expect_error(capsys, ["evaluate", str(ann), str(snn), "--data", str(tmp_path / "d.npz")],
+                 "[N, K]", "'boxes' [N, 1, 4]", "'scores' [N, 1, 3]")
+
+
+def test_mismatched_ann_refused(tmp_path, capsys, pair):
+    ann, snn, x = pair
+    np.savez(tmp_path / "d.npz", x=np.ones((4, 1, 28, 28), np.float32), labels=np.zeros(4, np.int64))
+    expect_error(capsys, ["evaluate", MODEL, str(snn), "--data", str(tmp_path / "d.npz")],
+                 "do not match", "'input' [N, 1, 28, 28]", "'x' [N, 4]")
+
+
+@pytest.mark.parametrize("labels, fragment", [
+    (np.linspace(0, 1, 16).astype(np.float32), "not class indices"),            # a regression target
+    (np.full((16, 3), 1 / 3, np.float32), "not one-hot"),                        # soft targets
+    (np.arange(16), "outside the range [0, 3)"),                                 # out of range
+    (-np.ones(16, np.int64), "negative class index"),
+])
+def test_labels_not_class_indices(tmp_path, capsys, pair, labels, fragment):
+    ann, snn, x = pair
+    np.savez(tmp_path / "d.npz", x=x, labels=labels)
+    expect_error(capsys, ["evaluate", str(ann), str(snn), "--data", str(tmp_path / "d.npz")], fragment)
+
+
+def test_exact_one_hot_labels_accepted(tmp_path, capsys, pair):
+    ann, snn, x = pair
+    np.savez(tmp_path / "d.npz", x=x, labels=np.eye(3, dtype=np.float32)[np.arange(16) % 3])
+    assert main(["evaluate", str(ann), str(snn), "--data", str(tmp_path / "d.npz"), "--json", "-q"]) == 0
+
+
+def test_api_refuses_out_of_range_labels(pair):
+    ann, snn, x = pair
+    with pytest.raises(onnx2snn.Onnx2SnnError, match=r"\[0, 3\)"):
+        onnx2snn.evaluate(onnx.load(str(ann)), onnx.load(str(snn)), {"x": x}, np.full(16, 7))
+
+
+# 9. a --max-memory bound that batch 1 cannot meet
+
+def test_max_memory_unmet_warns(tmp_path, capsys):
+    snn = tmp_path / "snn.onnx"
+    assert main(convert_args(snn)) == 0
+    data = tmp_path / "small.npz"
+    with np.load(TEST) as d:
+        np.savez(data, x=d["x"][:4], labels=d["labels"][:4])
+    capsys.readouterr()
+    assert main(["evaluate", MODEL, str(snn), "--data", str(data), "--max-memory", "1KiB", "--json", "-q"]) == 0
+    err = capsys.readouterr().err
+    warning = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "1.0 KiB" in warning[0] and "cannot be met" in warning[0], err

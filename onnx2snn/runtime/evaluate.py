@@ -14,6 +14,7 @@ import onnxruntime as ort
 from .. import metadata
 from .._progress import Progress
 from ..data import InputSpec, iter_batches, model_inputs
+from ..errors import ConfigError, DataError
 from ..io import compatible_ir_version
 from .chunking import chunk_samples, default_chunk_bytes
 from .memory import MemoryEstimate, batch_for_memory, estimate
@@ -45,10 +46,84 @@ class EvaluationResult:
     batch_size: int = 0          # the batch used (chosen under max_memory when given)
     memory_estimate: int = 0     # estimated peak bytes at that batch (0: not estimated)
     chunk: int = 0               # samples per SNN run inside a batch (0: the whole batch; runtime/chunking.py)
+    output: str = ""             # the output scored (the first [N, K] one)
+    ignored_outputs: tuple[str, ...] = ()  # the ANN's other outputs, not scored
 
     def as_dict(self) -> dict:
         return {"ann_top1": self.ann_top1, "snn_top1": {str(t): a for t, a in self.snn_top1.items()},
                 "timesteps": self.timesteps, "batch_size": self.batch_size, "chunk": self.chunk}
+
+
+def _dims(value_info) -> list:
+    """A graph value's dims: ints where static, None where not (None: no shape at all)."""
+    tt = value_info.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+
+
+def _fmt_dims(dims) -> str:
+    return "?" if dims is None else "[" + ", ".join("N" if d is None else str(d) for d in dims) + "]"
+
+
+def _same_features(a, b) -> bool:
+    """Equal rank and equal static dims beyond the batch axis (a dynamic dim matches any)."""
+    if a is None or b is None:
+        return True
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
+
+
+def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> tuple[str, str]:
+    """Check that ``snn`` is a conversion of ``ann`` (same inputs: names and feature shapes; same
+    outputs) and pick the output top-1 is scored on: the ANN's first output of rank 2 ``[N, K]``.
+    Returns (that output's name, the SNN's running-mean output for it). ConfigError otherwise."""
+    meta = metadata.read(snn)
+    inits = {i.name for i in ann.graph.initializer}
+    states_in = set(meta.state_inputs or ())
+    states_out = set(meta.state_outputs or ())
+    running = list(meta.running_outputs)
+    snn_inits = {i.name for i in snn.graph.initializer}
+    ann_in = [(v.name, _dims(v)) for v in ann.graph.input if v.name not in inits]
+    snn_in = [(v.name, _dims(v)) for v in snn.graph.input if v.name not in snn_inits and v.name not in states_in]
+    ann_out = [(v.name, _dims(v)) for v in ann.graph.output]
+    snn_out = [(v.name, _dims(v)) for v in snn.graph.output if v.name not in states_out and v.name not in running]
+
+    def same(a, b):
+        return [n for n, _ in a] == [n for n, _ in b] and all(_same_features(x, y) for (_, x), (_, y) in zip(a, b))
+
+    snn_by_name = dict(snn_out)  # the SNN may add outputs (the streaming form's per-step one)
+    outputs_ok = all(n in snn_by_name and _same_features(d, snn_by_name[n]) for n, d in ann_out)
+    if not same(ann_in, snn_in) or not outputs_ok:
+        def fmt(vals):
+            return ", ".join(f"'{n}' {_fmt_dims(d)}" for n, d in vals) or "none"
+        raise ConfigError(
+            f"the ANN and the SNN do not match: ANN inputs {fmt(ann_in)}, outputs {fmt(ann_out)}; SNN inputs "
+            f"{fmt(snn_in)}, outputs {fmt(snn_out)}; give the ANN the SNN was converted from")
+    scored = [i for i, (_, d) in enumerate(ann_out) if d is not None and len(d) == 2]
+    if not scored:
+        raise ConfigError(
+            "top-1 needs a classification output [N, K], and the model has none: outputs "
+            + ", ".join(f"'{n}' {_fmt_dims(d)}" for n, d in ann_out)
+            + "; evaluate a classifier (or export the model with its class scores [N, K] as an output)")
+    index = scored[0]
+    name = ann_out[index][0]
+    if metadata.form(snn) == "streaming":
+        return name, name
+    if index >= len(running):
+        raise ConfigError(f"the SNN lists no running-mean output for output '{name}' "
+                          f"(it lists {running}); convert the model again with onnx2snn")
+    return name, running[index]
+
+
+def check_label_range(labels: np.ndarray, classes: int | None, output: str) -> None:
+    """DataError when a label is outside [0, K) of the scored output."""
+    if classes is None or labels.size == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise DataError(f"labels hold class index {bad}, outside the range [0, {classes}) of output '{output}' "
+                        f"[N, {classes}]; labels must be class indices 0..{classes - 1}")
 
 
 def _fixed_batch(specs: list[InputSpec]) -> int | None:
@@ -66,7 +141,13 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     the estimate and the chunk.
     """
     T = snn_timesteps(snn)
+    output, running = check_pair(ann, snn)
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"labels must be integer class indices [N], got {labels.dtype} {labels.shape}")
     n = labels.shape[0]
+    ann_dims = next(_dims(v) for v in ann.graph.output if v.name == output)
+    check_label_range(labels, ann_dims[1], output)
     fixed = _fixed_batch(model_inputs(snn))
     estimate = 0
     if max_memory is not None and fixed is None:
@@ -80,18 +161,16 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     if metadata.form(snn) == "streaming":
         from .streaming import StreamingSession
         stream = StreamingSession(snn)
-        mean_name = stream.outputs[0]
 
         def run_steps(feed):
-            return stream.run(feed, T)[mean_name]
+            return stream.run(feed, T)[output]
     else:
         snn_sess = InferenceSession(snn)
         chunk = snn_sess.onnx2snn_chunk
-        running = running_output_name(snn)
 
         def run_steps(feed):
             return snn_sess.run([running], feed)[0]
-    ann_out = ann_sess.get_outputs()[0].name
+    ann_out = output
     ann_correct, snn_correct = 0, np.zeros(T, np.int64)
     batches = -(-n // (fixed or batch_size))
     start = 0
@@ -99,10 +178,13 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
         for feed, valid in iter_batches(feeds, batch_size, fixed):
             y = labels[start:start + valid]
             logits = ann_sess.run([ann_out], feed)[0][:valid]
+            if start == 0:
+                check_label_range(labels, logits.shape[-1], output)  # K when the model leaves it dynamic
             ann_correct += int((logits.argmax(-1) == y).sum())
             steps = run_steps(feed)[:, :valid]                        # [T, n, K]
             snn_correct += (steps.argmax(-1) == y[None, :]).sum(axis=1)
             start += valid
             bar.update()
     return EvaluationResult(100.0 * ann_correct / n, {t + 1: 100.0 * float(c) / n for t, c in enumerate(snn_correct)},
-                            T, n, fixed or batch_size, estimate, chunk)
+                            T, n, fixed or batch_size, estimate, chunk, output,
+                            tuple(o.name for o in ann.graph.output if o.name != output))

@@ -108,7 +108,9 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
                      samples: int) -> tuple[int, int]:
     """(batch, its summed peak estimate): the largest batch ≤ ``requested`` (default:
-    min(samples, AUTO_BATCH_CAP)) whose summed estimate stays ≤ ``limit``; at least 1."""
+    min(samples, AUTO_BATCH_CAP)) whose summed estimate stays ≤ ``limit``; at least 1, so when
+    even batch 1 exceeds ``limit`` the estimate returned is above it (``onnx2snn evaluate``
+    then warns on stderr that the bound cannot be met)."""
     def peak(batch: int) -> int:
         return sum(e.peak(batch) for e in estimates)
 
