@@ -163,23 +163,57 @@ def test_expanded_depth_to_space_with_fixed_batch(batch):
     np.testing.assert_allclose(got, want, atol=0.25 * np.abs(want).max() + 1e-3)
 
 
-def test_convert_refuses_an_snn_that_cannot_run(monkeypatch):
-    """A pass that writes a bad reshape: convert raises one ConversionError naming the node."""
+@pytest.mark.parametrize("form", ["folded", "portable", "streaming"])
+def test_convert_refuses_an_snn_that_cannot_run(monkeypatch, form):
+    """A pass that writes a bad reshape: convert raises one ConversionError naming the node
+    (the streaming form is run for one step from its initial state)."""
+    from dataclasses import replace
+
+    from onnx2snn.recipes import RateRecipe
     from onnx2snn.snn import time_axis
 
     def broken(self, node, fixed_batches, b):  # the old bug: leave the hard-coded batch in place
         return False
 
-    monkeypatch.setattr(time_axis.AddTimeAxisPass, "_fold_reshape", broken)
+    build = RateRecipe.build
+
+    def bad_reshape(self, params, config):  # a streaming step has the batch B: break it elsewhere
+        built = build(self, params, config)
+        graph = built.model.graph
+        graph.initializer.append(numpy_helper.from_array(np.array([7, 7, 7], np.int64), "bad_shape"))
+        graph.node.append(helper.make_node("Reshape", [graph.output[0].name, "bad_shape"], ["bad"], name="bad_reshape"))
+        graph.output.append(helper.make_tensor_value_info("bad", TensorProto.FLOAT, None))
+        return replace(built, running=built.running_outputs())
+
+    if form == "streaming":
+        monkeypatch.setattr(RateRecipe, "build", bad_reshape)
+    else:
+        monkeypatch.setattr(time_axis.AddTimeAxisPass, "_fold_reshape", broken)
     ann = _depth_to_space_model(2)
     xs = np.random.default_rng(2).random((4, 2, 4, 4), dtype=np.float32)
     returned = None
     with pytest.raises(ConversionError) as info:
-        returned = onnx2snn.convert(ann, {"x": xs}, ConvertConfig(timesteps=4))
+        returned = onnx2snn.convert(ann, {"x": xs}, ConvertConfig(timesteps=4, form=form))
     assert returned is None
     message = str(info.value)
     assert "does not run in onnxruntime" in message and "bug" in message and "report" in message
     assert "node '" in message and "Reshape" in message
+    if form == "streaming":
+        assert "'bad_reshape'" in message
+
+
+@pytest.mark.parametrize("form", ["portable", "streaming"])
+def test_other_forms_of_a_fixed_batch_model_run(form):
+    import onnxruntime as ort
+    ann = _depth_to_space_model(2)
+    xs = np.random.default_rng(2).random((4, 2, 4, 4), dtype=np.float32)
+    result = onnx2snn.convert(ann, {"x": xs}, ConvertConfig(timesteps=8, form=form))
+    if form == "streaming":
+        got = onnx2snn.StreamingSession(result.model).run({"x": xs[:2]})["y"]
+        assert got.shape == (8, 2, 3)
+    else:
+        sess = ort.InferenceSession(result.model.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert sess.run(["y"], {"x": xs[:2]})[0].shape == (2, 3)
 
 
 def test_build_snn_is_checked_on_synthetic_inputs(monkeypatch):
