@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
+from ..errors import ConversionError
 from ..io import compatible_ir_version
 
 SNN_DOMAIN = "onnx2snn"
@@ -32,7 +33,18 @@ class PassResult:
 
 
 def import_model(model: onnx.ModelProto) -> gs.Graph:
-    """A graphsurgeon graph of ``model`` (a private copy; ``model`` is not modified)."""
+    """A graphsurgeon graph of ``model`` (a private copy; ``model`` is not modified).
+
+    ConversionError if a graph input or output is not a tensor (an optional, a sequence, a
+    map): graphsurgeon cannot carry those types, and no SNN reads or writes them.
+    """
+    offending = [(kind, vi.name, vi.type.WhichOneof("value"))
+                 for kind, values in (("input", model.graph.input), ("output", model.graph.output))
+                 for vi in values if vi.type.WhichOneof("value") not in (None, "tensor_type")]
+    if offending:
+        listed = ", ".join(f"graph {kind} '{name}' ({what.replace('_type', '')})" for kind, name, what in offending)
+        raise ConversionError(f"{listed}: onnx2snn converts models whose inputs and outputs are tensors; "
+                              "export the model with tensor inputs and outputs")
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return gs.import_onnx(copy)
@@ -57,12 +69,42 @@ def export_graph(graph: gs.Graph, like: onnx.ModelProto, tidy: bool = True) -> o
         opsets.append(onnx.helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
     model = gs.export_onnx(graph, do_type_check=False, opset_imports=opsets)
     model.ir_version = compatible_ir_version(like)
+    if model.ir_version < 4:
+        list_initializers_as_inputs(model.graph)
     model.producer_name = like.producer_name
     model.producer_version = like.producer_version
     model.doc_string = like.doc_string
     model.model_version = like.model_version
     model.metadata_props.extend(like.metadata_props)
     return model
+
+
+def list_initializers_as_inputs(graph: onnx.GraphProto, main: bool = True) -> None:
+    """Make ``graph`` valid under IR < 4, where every initializer must be a graph input
+    (graphsurgeon exports the initializers as constants only).
+
+    The main graph lists each initializer as an input; a subgraph (a Scan's body, whose inputs
+    are the op's state and scan inputs) gets Constant nodes for its initializers instead.
+    """
+    listed = {i.name for i in graph.input}
+    missing = [init for init in graph.initializer if init.name not in listed]
+    if main:
+        graph.input.extend(onnx.helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+                           for init in missing)
+    elif missing:
+        nodes = [onnx.helper.make_node("Constant", [], [init.name], value=init) for init in missing]
+        nodes += list(graph.node)
+        kept = [init for init in graph.initializer if init.name in listed]
+        graph.ClearField("initializer")
+        graph.initializer.extend(kept)
+        graph.ClearField("node")
+        graph.node.extend(nodes)
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                list_initializers_as_inputs(attr.g, main=False)
+            for sub in attr.graphs:
+                list_initializers_as_inputs(sub, main=False)
 
 
 def uses_domain(graph: gs.Graph, domain: str) -> bool:

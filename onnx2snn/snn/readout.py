@@ -18,7 +18,8 @@ output is passed through unchanged and the output is its last step.
 Only standard ops available since opset 9 are used (Reshape, MatMul, Gather).
 
 Invariant: output names of the ANN are kept with their shapes; one running
-output is added per ANN output.
+output is added per ANN output. An output no model input reaches (a constant, or
+any output of a model without inputs) is refused with a ConversionError.
 """
 from __future__ import annotations
 
@@ -85,6 +86,12 @@ class ReadoutPass:
     def _readout(self, graph: gs.Graph, orig: gs.Variable, names: NameScope) -> tuple[gs.Variable, gs.Variable]:
         """(the mean output replacing ``orig``, its running output [T, N, ...]), nodes added to ``graph``."""
         T = self.timesteps
+        if (isinstance(orig, gs.Constant) or not graph.inputs
+                or (not len(orig.inputs) and not any(orig is t for t in graph.inputs))):
+            raise ConversionError(
+                f"graph output '{orig.name}' does not depend on any model input (a constant"
+                f"{', the model has no inputs' if not graph.inputs else ''}): there is nothing to read out "
+                "over time; remove this output or give the model an input")
         if orig.shape is None or len(orig.shape) < 1 or not all(isinstance(d, int) for d in orig.shape[1:]):
             raise ConversionError(
                 f"graph output '{orig.name}' has shape {orig.shape}; the readout needs every dimension "
