@@ -94,9 +94,22 @@ def _new_file_mode(path: Path) -> int:
         return os.stat(path).st_mode & 0o7777
     except OSError:
         pass
-    umask = os.umask(0)
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux tells it (os.umask sets it
+    to read it: a moment another thread could create a file in)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 class _Terminated(BaseException):
