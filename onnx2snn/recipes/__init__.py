@@ -14,6 +14,7 @@ from __future__ import annotations
 import onnx
 
 from ..config import ConvertConfig, Neuron
+from ..passes import check_not_snn
 from ..passes.activations import activation_names
 from ..passes.canonicalize import canonicalize
 from ..passes.quantizers import quantizers_from_metadata
@@ -33,6 +34,7 @@ def float_recipe(config: ConvertConfig) -> Recipe:
 
 def select(model: onnx.ModelProto, config: ConvertConfig) -> tuple[Recipe, onnx.ModelProto]:
     """(the recipe for ``model`` and ``config``, its prepared ANN)."""
+    check_not_snn(model)  # a portable SNN holds Scans: it must not pass for a recurrent ANN
     if is_recurrent(model):
         recipe = RecurrentRecipe()
         return recipe, recipe.prepare(model, config)

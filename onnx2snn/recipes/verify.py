@@ -56,14 +56,27 @@ def sample_feeds(data) -> dict[str, np.ndarray] | None:
         data.rewind()
         feed = data.get_next()
         data.rewind()
-        return None if feed is None else {k: np.asarray(v) for k, v in feed.items()}
+        return None if feed is None else _arrays(feed)
     if isinstance(data, Mapping):
-        return {k: np.asarray(v) for k, v in data.items()}
+        return _arrays(data)
     try:
         with np.load(str(data), allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except Exception:
         return None
+
+
+def _arrays(values: Mapping) -> dict[str, np.ndarray]:
+    """The values that are arrays (a sequence or map input is left to the synthetic feed, or refused)."""
+    out = {}
+    for k, v in values.items():
+        try:
+            out[k] = np.asarray(v)
+        except (ValueError, TypeError):
+            continue
+        if out[k].dtype == object:
+            del out[k]
+    return out
 
 
 def _feeds(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None, skip: set) -> dict[str, np.ndarray]:
