@@ -129,10 +129,10 @@ def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = N
     import onnxruntime as ort
 
     form = metadata.form(snn) if metadata.is_snn(snn) else None
-    state_in, state_out, init = [], [], {}
+    state_in, init = [], {}
     if form == "streaming":
         meta = metadata.read(snn)
-        state_in, state_out, init = list(meta.state_inputs), list(meta.state_outputs), dict(meta.state_init or {})
+        state_in, init = list(meta.state_inputs), dict(meta.state_init or {})
     try:
         feeds = _feeds(snn, sample, set(state_in))
     except _Unknown as e:
