@@ -9,6 +9,7 @@ returns a feed dict or None when exhausted.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from typing import Iterator, Mapping
@@ -214,4 +215,11 @@ def calibration_feeds(data, ann: onnx.ModelProto) -> dict[str, np.ndarray]:
             raise CalibrationError("the calibration data reader gave no batch; give at least one sample")
         data = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     arrays = load_npz(data, "calibration data") if not isinstance(data, Mapping) else dict(data)
-    return match_inputs(arrays, specs, what="calibration data")
+    feeds = match_inputs(arrays, specs, what="calibration data")
+    for name, value in feeds.items():
+        if value.size and value.dtype.kind == "f" and np.all(value == value.reshape(-1)[0]):
+            warnings.warn(f"calibration data '{name}' holds one value ({float(value.reshape(-1)[0]):g}) in every "
+                          "element: thresholds calibrated on it fit no real input (an SNN calibrated on all-zero "
+                          "images can lose most of its accuracy); give preprocessed samples of real data",
+                          stacklevel=3)
+    return feeds

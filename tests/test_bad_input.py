@@ -283,3 +283,11 @@ def test_max_memory_unmet_warns(tmp_path, capsys):
     err = capsys.readouterr().err
     warning = [line for line in err.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "1.0 KiB" in warning[0] and "cannot be met" in warning[0], err
+
+
+def test_constant_calibration_data_is_warned_about():
+    import onnx2snn
+    model = onnx2snn.load_model(MODELS / "mnist_cnn.onnx")
+    zeros = {"input": np.zeros((8, 1, 28, 28), np.float32)}
+    with pytest.warns(UserWarning, match="holds one value"):
+        onnx2snn.convert(model, zeros, onnx2snn.ConvertConfig(timesteps=2))
