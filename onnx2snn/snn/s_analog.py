@@ -113,9 +113,13 @@ class SAnalogEncodingPass:
                     inputs=[shape, b.const("s_analog_axis0", np.array([0], np.int64))], outputs=[batch]),
             b.node("Concat", "s_analog/ones_shape", attrs={"axis": 0},
                     inputs=[b.const("s_analog_one", np.array([1], np.int64)), batch], outputs=[ones_shape]),
-            b.node("ConstantOfShape", "s_analog/ones", attrs={"value": gs.Constant("s_analog_one_f", np.array([1.0], np.float32))},
-                    inputs=[ones_shape], outputs=[ones]),
         ]
+        if int(graph.opset) >= 9:
+            graph.nodes.append(b.node("ConstantOfShape", "s_analog/ones", [ones_shape], [ones],
+                                      {"value": gs.Constant("s_analog_one_f", np.array([1.0], np.float32))}))
+        else:  # ConstantOfShape is opset 9; Expand (opset 8) of a 1 gives the same ones
+            graph.nodes.append(b.node("Expand", "s_analog/ones", [b.const("s_analog_one_f", np.ones((1, 1), np.float32)),
+                                                                   ones_shape], [ones]))
         first = np.zeros((T, 1), np.float32)
         first[0] = 1.0
         masks: dict[tuple[str, int], gs.Variable] = {}
