@@ -31,6 +31,9 @@ from ..core.graph import NameScope, PassResult
 from ..errors import ConversionError
 
 RUNNING_SUFFIX = "_running_mean"
+# Largest running-mean matrix (T×T float32) the readout builds: 64 MiB, T ≤ 4096. Beyond, the running
+# sum is a CumSum (O(T) memory; rounding of a sequential sum instead of the matrix product's).
+MATRIX_BYTES = 64 * 1024**2
 
 
 def running_mean_matrix(timesteps: int, reduce: str = "mean") -> np.ndarray:
@@ -118,10 +121,21 @@ class ReadoutPass:
                                   [flat]))
         if self.reduce == "last":
             run_flat = flat
-        else:
+        elif T * T * 4 <= MATRIX_BYTES:
             graph.nodes.append(b.node("MatMul", "/readout_running_mean",
                                       [b.const("_running_matrix", running_mean_matrix(T, self.reduce)), flat],
                                       [run_flat]))
+        else:  # a T×T matrix would not fit: the running sum in O(T) (CumSum, opset 11), then ÷ t
+            if int(graph.opset) < 11:
+                raise ConversionError(f"T = {T} steps: the readout's running mean needs a {T}×{T} matrix "
+                                      f"({T * T * 4 / 2**30:.1f} GiB) below opset 11 (no CumSum); use T ≤ "
+                                      f"{int((MATRIX_BYTES / 4) ** 0.5)} or re-export the model with opset ≥ 11")
+            total = b.var("_running_sum") if self.reduce == "mean" else run_flat
+            graph.nodes.append(b.node("CumSum", "/readout_running_mean",
+                                      [flat, b.const("_time_axis", 0, np.int64)], [total]))
+            if self.reduce == "mean":
+                steps = np.arange(1, T + 1, dtype=np.float32).reshape(T, 1)
+                graph.nodes.append(b.node("Div", "/readout_per_step", [total, b.const("_steps", steps)], [run_flat]))
         unflat = running if theta is None else b.var("_running_counts")
         graph.nodes.append(b.node("Reshape", "/readout_unflatten",
                                   [run_flat, b.const("_running_shape", [T, -1] + dims, np.int64)], [unflat]))
