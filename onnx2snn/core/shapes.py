@@ -9,7 +9,8 @@ from __future__ import annotations
 import onnx
 import onnx_graphsurgeon as gs
 
-from .graph import SNN_DOMAIN
+from ..data import model_inputs
+from .graph import SNN_DOMAIN, import_model
 
 
 def tensor_shapes(graph: gs.Graph) -> dict[str, list]:
@@ -62,3 +63,17 @@ def model_shapes(model: onnx.ModelProto) -> dict[str, list]:
     return shapes
 
 
+
+
+def at_sample_batch(model: onnx.ModelProto) -> tuple[gs.Graph, int]:
+    """A graph of ``model`` whose data inputs have batch 1 (or the model's fixed batch B), and that batch:
+    shape inference on it gives the tensors of one run at that batch."""
+    graph = import_model(model)
+    specs = {s.name for s in model_inputs(model)}
+    batch = 1
+    for x in graph.inputs:
+        if x.name in specs and x.shape:
+            if isinstance(x.shape[0], int) and x.shape[0] > 0:
+                batch = x.shape[0]
+            x.shape = [batch if k == 0 else d for k, d in enumerate(x.shape)]
+    return graph, batch

@@ -32,7 +32,7 @@ from .. import metadata
 from .._progress import Progress
 from ..calibration.collect import augment_outputs, calibration_session
 from ..core.graph import SNN_DOMAIN, constant_value, import_model
-from ..core.shapes import tensor_shapes
+from ..core.shapes import at_sample_batch, tensor_shapes
 from ..data import iter_batches, match_inputs, model_inputs
 from ..errors import ConversionError, DataError
 from ..runtime.streaming import StreamingSession
@@ -155,14 +155,7 @@ class _Weighted:
 
 def _per_sample_shapes(model: onnx.ModelProto) -> tuple[dict[str, list], int]:
     """Shapes at batch 1 (or the model's fixed batch B), and that batch."""
-    graph = import_model(model)
-    batch = 1
-    specs = {s.name for s in model_inputs(model)}
-    for x in graph.inputs:
-        if x.name in specs and x.shape:
-            if isinstance(x.shape[0], int) and x.shape[0] > 0:
-                batch = x.shape[0]
-            x.shape = [batch if k == 0 else d for k, d in enumerate(x.shape)]
+    graph, batch = at_sample_batch(model)
     return tensor_shapes(graph), batch
 
 

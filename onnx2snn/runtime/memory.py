@@ -74,18 +74,9 @@ class MemoryEstimate:
 
 def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     """Weights and per-sample activation bytes of one run of ``model``."""
-    from ..core.graph import import_model
-    from ..core.shapes import tensor_shapes
-    from ..data import model_inputs
+    from ..core.shapes import at_sample_batch, tensor_shapes
 
-    graph = import_model(model)
-    specs = {s.name: s for s in model_inputs(model)}
-    fixed_batch = 1
-    for x in graph.inputs:
-        if x.name in specs and x.shape:
-            if isinstance(x.shape[0], int) and x.shape[0] > 0:
-                fixed_batch = x.shape[0]
-            x.shape = [fixed_batch if k == 0 else d for k, d in enumerate(x.shape)]
+    graph, fixed_batch = at_sample_batch(model)
     shapes = tensor_shapes(graph)
     weights = sum(int(np.asarray(t.values).nbytes) for t in graph.tensors().values()
                   if hasattr(t, "values"))
