@@ -36,6 +36,10 @@ class Method(str, Enum):
 CUMULATIVE_ON_FLOAT = ("--form cumulative is the exact form of BIF SNNs of quantized ANNs; the model's "
                        "activations are not quantized: use --form folded, streaming or portable")
 
+BIF_FORMS = "--form {value} is not available with BIF neurons; use --form folded or --form cumulative"
+BIF_RESET = ("--reset does not apply to --neuron bif (a bipolar neuron always subtracts θ); leave it at its "
+             "default")
+
 
 @dataclass(frozen=True)
 class Accepts:
@@ -60,13 +64,11 @@ TABLE: dict[Method, Accepts] = {
         refuse_form="--form {value} is not available for bipolar neurons on a float ANN; use --form folded "
                     "(or --neuron if for the streaming and portable forms)",
         form_messages={"cumulative": CUMULATIVE_ON_FLOAT},
-        refuse_reset="--reset does not apply to --neuron bif (a bipolar neuron always subtracts θ); "
-                     "leave it at its default"),
+        refuse_reset=BIF_RESET),
     Method.QUANTIZED: Accepts(
         forms=("folded", "cumulative"),
-        refuse_form="--form {value} is not available with BIF neurons; use --form folded or --form cumulative",
-        refuse_reset="--reset does not apply to --neuron bif (a bipolar neuron always subtracts θ); "
-                     "leave it at its default"),
+        refuse_form=BIF_FORMS,
+        refuse_reset=BIF_RESET),
     Method.TEMPORAL: Accepts(
         forms=("folded", "portable"),
         refuse_form=CUMULATIVE_ON_FLOAT,
@@ -82,9 +84,8 @@ TABLE: dict[Method, Accepts] = {
                      "never resets); leave it at its default"),
     Method.RECURRENT: Accepts(
         forms=("folded", "cumulative"),
-        refuse_form="--form {value} is not available with BIF neurons; use --form folded or --form cumulative",
-        refuse_reset="--reset does not apply to --neuron bif (a bipolar neuron always subtracts θ); "
-                     "leave it at its default",
+        refuse_form=BIF_FORMS,
+        refuse_reset=BIF_RESET,
         neurons=("bif", "auto"),
         refuse_neuron={
             "if": "IF neurons do not convert recurrences (their rate-coded hidden state would be approximate at "
