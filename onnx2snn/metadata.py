@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -172,6 +173,19 @@ def read(model: onnx.ModelProto) -> SNNMetadata:
     )
 
 
+def initial_state(meta: SNNMetadata, dims: Mapping[str, Sequence], batch: int) -> dict[str, np.ndarray]:
+    """A streaming SNN's state before its first step, for ``batch`` samples: every state input at its
+    recorded initial value (0 when none is recorded), broadcast to its shape (``dims``: the state
+    inputs' dims, the first one the batch)."""
+    state = {}
+    for name in meta.state_inputs or ():
+        shape = [batch if k == 0 else int(d) for k, d in enumerate(dims[name])]  # a scalar state stays one
+        value = (meta.state_init or {}).get(name)
+        state[name] = (np.zeros(shape, np.float32) if value is None
+                       else np.ascontiguousarray(np.broadcast_to(value, shape), np.float32))
+    return state
+
+
 def is_snn(model: onnx.ModelProto) -> bool:
     return TIMESTEPS in props(model)
 
@@ -200,5 +214,5 @@ def set_quantizers_json(model: onnx.ModelProto, text: str) -> None:
 
 
 __all__ = [
-    "SNNMetadata", "write", "read", "props", "foreign", "is_snn", "form", "running_output", "quantizers_json",
+    "SNNMetadata", "write", "read", "initial_state", "props", "foreign", "is_snn", "form", "running_output", "quantizers_json",
     "set_quantizers_json"]

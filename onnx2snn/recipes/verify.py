@@ -129,10 +129,8 @@ def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = N
     import onnxruntime as ort
 
     form = metadata.form(snn) if metadata.is_snn(snn) else None
-    state_in, init = [], {}
-    if form == "streaming":
-        meta = metadata.read(snn)
-        state_in, init = list(meta.state_inputs), dict(meta.state_init or {})
+    meta = metadata.read(snn) if form == "streaming" else None
+    state_in = list(meta.state_inputs) if meta is not None else []
     try:
         feeds = _feeds(snn, sample, set(state_in))
     except _Unknown as e:
@@ -140,11 +138,8 @@ def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = N
         return
     batch = next(iter(feeds.values())).shape[0] if feeds else 1
     shapes = {n: d for n, d, _ in _inputs(snn)}
-    for name in state_in:  # the state before the first step (StreamingSession.initial_state)
-        shape = [batch if k == 0 else int(d or 1) for k, d in enumerate(shapes.get(name, []))]
-        value = init.get(name)
-        feeds[name] = (np.zeros(shape, np.float32) if value is None
-                       else np.ascontiguousarray(np.broadcast_to(value, shape), np.float32))
+    if meta is not None:  # the state before the first step, as StreamingSession starts it
+        feeds.update(metadata.initial_state(meta, {n: [d or 1 for d in shapes.get(n, [])] for n in state_in}, batch))
     if snn.ByteSize() >= 2**31 - 1:
         warnings.warn("onnx2snn: the converted SNN was not test-run (over 2 GiB as one protobuf)", stacklevel=3)
         return

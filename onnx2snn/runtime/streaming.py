@@ -41,21 +41,14 @@ class StreamingSession:
         self.state_inputs = list(meta.state_inputs)
         self.state_outputs = list(meta.state_outputs)
         self.timesteps = meta.timesteps
-        self._init = dict(meta.state_init or {})
+        self._meta = meta
         self._shapes = {i.name: i.shape for i in self.session.get_inputs()}
         states = set(self.state_outputs)
         self.outputs = [o.name for o in self.session.get_outputs() if o.name not in states]
 
     def initial_state(self, batch: int) -> dict[str, np.ndarray]:
         """The state before the first step, for ``batch`` samples."""
-        state = {}
-        for name in self.state_inputs:
-            dims = self._shapes[name]
-            shape = [batch if k == 0 else int(d) for k, d in enumerate(dims)]
-            value = self._init.get(name)
-            state[name] = (np.zeros(shape, np.float32) if value is None
-                           else np.ascontiguousarray(np.broadcast_to(value, shape), np.float32))
-        return state
+        return metadata.initial_state(self._meta, self._shapes, batch)
 
     def step(self, feeds: dict[str, np.ndarray], state: dict[str, np.ndarray]):
         """One time step: (outputs by name, the next state)."""
