@@ -1,15 +1,20 @@
-"""Never crash (issue 15): the onnx backend's node test cases, regenerated from the installed onnx.
+"""Never crash (issue 15): the onnx backend's test models.
 
-Each case either converts into an SNN that loads and runs in ``onnx2snn.InferenceSession`` on the
-case's own inputs, or is refused with one :class:`onnx2snn.errors.Onnx2SnnError`; no other
-exception, from ``convert`` or from ``inspect_model``. The fast test runs a fixed subset (the kinds
-that once crashed, plus every 60th case sorted by name); the targeted tests below pin each defect.
+The node test cases (regenerated from the installed onnx's generators), the 140 models of its
+older ``pytorch-converted``, ``pytorch-operator`` and ``simple`` data folders (bundled in
+``tests/data/onnx_backend_models.zip``) and its model cases: each either converts into an SNN
+that loads and runs in ``onnx2snn.InferenceSession`` on the case's inputs, with the ANN's outputs
+(their names, shapes and dtypes; their values too where the SNN has no neuron), or is refused with
+one :class:`onnx2snn.errors.Onnx2SnnError`; no other exception, from ``convert`` or from
+``inspect_model``. The fast tests run fixed subsets (the kinds that once crashed, every 60th node
+case sorted by name, every 3rd older model); the targeted tests below pin each defect.
 
-Hand-run mode over every case (not in CI; about 30 s)::
+Hand-run mode over every case (not in CI; about 40 s)::
 
     python tests/test_onnx_corpus.py --all [-v]
 
-prints the counts: converted and runs / refused cleanly / crashed / SNN fails to run.
+prints the counts: converted and runs / refused cleanly / crashed / SNN fails to run / an SNN
+without neurons whose outputs differ from the ANN's.
 """
 from __future__ import annotations
 
@@ -40,6 +45,7 @@ from onnx2snn.errors import ConversionError, Onnx2SnnError, UnsupportedOpError
 from onnx2snn.inspection import inspect_model
 from onnx2snn.io import compatible_ir_version
 from onnx2snn.passes.remove_identity import RemoveIdentityPass
+from onnx2snn.recipes.base import neuron_layers
 from onnx2snn.snn.readout import ReadoutPass
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,12 +121,32 @@ def prepared(name: str) -> tuple[onnx.ModelProto, dict]:
     return model, dict(zip(names, inputs))
 
 
-CONVERTED, REFUSED, CRASHED, SNN_FAILS = "converted and runs", "refused cleanly", "crashed", "SNN fails to run"
+CONVERTED, REFUSED, CRASHED, SNN_FAILS, DIFFERS = (
+    "converted and runs", "refused cleanly", "crashed", "SNN fails to run", "SNN without neurons differs")
+OUTCOMES = (CONVERTED, REFUSED, CRASHED, SNN_FAILS, DIFFERS)
+
+
+def _ann_outputs(model: onnx.ModelProto, feeds: dict) -> list | None:
+    """The ANN's outputs under plain onnxruntime (None: it does not run there)."""
+    try:
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(None, feeds)
+    except Exception:  # noqa: BLE001 - an ANN onnxruntime cannot run has nothing to compare with
+        return None
 
 
 def outcome(name: str) -> tuple[str, str]:
-    """(one of the four outcomes, details) of ``inspect_model`` then ``convert`` then a run of the SNN."""
-    model, feeds = prepared(name)
+    """(one of OUTCOMES, details) of the node case ``name``: see :func:`model_outcome`."""
+    return model_outcome(*prepared(name))
+
+
+def model_outcome(model: onnx.ModelProto, feeds: dict) -> tuple[str, str]:
+    """(one of OUTCOMES, details) of ``inspect_model`` then ``convert`` then a run of the SNN.
+
+    An SNN without neurons (a graph with no activation to spike) computes the ANN itself, averaged
+    over identical steps: its outputs must equal the ANN's. With neurons, every ANN output is there
+    with its shape and dtype.
+    """
     try:
         inspect_model(model)
     except Onnx2SnnError:
@@ -133,11 +159,74 @@ def outcome(name: str) -> tuple[str, str]:
         return REFUSED, f"{type(exc).__name__}: {exc}"
     except Exception:  # noqa: BLE001
         return CRASHED, "convert: " + traceback.format_exc(limit=-3)
+    names = [o.name for o in model.graph.output]
     try:
-        onnx2snn.InferenceSession(result.model).run(None, feeds)
+        got = onnx2snn.InferenceSession(result.model).run(names, feeds)
     except Exception:  # noqa: BLE001
         return SNN_FAILS, traceback.format_exc(limit=-2)
+    want = _ann_outputs(model, feeds)
+    for name, g, w in zip(names, got, want or []):
+        g, w = np.asarray(g), np.asarray(w)
+        if g.shape != w.shape or g.dtype != w.dtype:
+            return DIFFERS, f"output '{name}': {g.dtype}{list(g.shape)} instead of {w.dtype}{list(w.shape)}"
+        if not neuron_layers(result.model) and not np.allclose(g, w, rtol=1e-5, atol=1e-5, equal_nan=True):
+            return DIFFERS, f"output '{name}' differs from the ANN's by {np.max(np.abs(g - w)):.3g}"
     return CONVERTED, ""
+
+
+# --- the older folders: pytorch-converted, pytorch-operator, simple; the model cases ----------
+
+LEGACY = REPO / "tests" / "data" / "onnx_backend_models.zip"
+
+
+def synthetic_feeds(model: onnx.ModelProto, seed: int = 0) -> dict:
+    """Seeded inputs of the declared shapes (a symbolic dimension is 2) and dtypes."""
+    rng = np.random.default_rng(seed)
+    inits = {t.name for t in model.graph.initializer}
+    feeds = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else 2 for d in tt.shape.dim]
+        dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        feeds[vi.name] = (rng.uniform(-1, 1, shape).astype(dtype) if dtype.kind == "f"
+                          else rng.random(shape) < 0.5 if dtype == np.bool_
+                          else rng.integers(0, 3, shape).astype(dtype) if dtype.kind in "iu"
+                          else np.full(shape, "a", dtype=object))
+    return feeds
+
+
+@functools.lru_cache(maxsize=1)
+def legacy_cases() -> dict:
+    """name -> (model, feeds): the 140 models of onnx's pytorch-converted, pytorch-operator and
+    simple data folders (bundled, see tests/data/README.md; synthetic inputs) and the model
+    cases onnx's generators still write (onnx.backend.test.case.model, their own inputs)."""
+    import zipfile
+
+    from onnx.backend.test.case.model import collect_testcases
+
+    out = {}
+    with zipfile.ZipFile(LEGACY) as z:
+        for entry in sorted(z.namelist()):
+            model = onnx.load_from_string(z.read(entry))
+            model.ir_version = compatible_ir_version(model)
+            out[entry.removesuffix(".onnx")] = (model, synthetic_feeds(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cases = collect_testcases()
+    for case in sorted(cases, key=lambda c: c.name):
+        if case.model is None:
+            continue
+        model = onnx.ModelProto()
+        model.CopyFrom(case.model)
+        model.ir_version = compatible_ir_version(model)
+        inits = {t.name for t in model.graph.initializer}
+        names = [vi.name for vi in model.graph.input if vi.name not in inits]
+        inputs = list(case.data_sets[0][0]) if case.data_sets else []
+        feeds = dict(zip(names, inputs)) if len(inputs) == len(names) else synthetic_feeds(model)
+        out[f"model/{case.name}"] = (model, feeds)
+    return out
 
 
 # --- (a) the fixed subset ---------------------------------------------------------------------
@@ -150,7 +239,7 @@ def test_node_cases_convert_or_refuse_cleanly():
     for name in subset:
         with _quiet():
             kind, details = outcome(name)
-        if kind in (CRASHED, SNN_FAILS):
+        if kind in (CRASHED, SNN_FAILS, DIFFERS):
             bad[name] = f"{kind}: {details}"
         else:
             counts[kind] += 1
@@ -341,27 +430,55 @@ def test_cli_on_an_snn_says_it_is_one(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_older_folders_and_model_cases_convert_or_refuse_cleanly():
+    """Every 3rd model of the older folders and model cases (all of them: --all)."""
+    cases = legacy_cases()
+    assert len([n for n in cases if not n.startswith("model/")]) == 140
+    bad, counts = {}, {CONVERTED: 0, REFUSED: 0}
+    for name in list(cases)[::3]:
+        with _quiet():
+            kind, details = model_outcome(*cases[name])
+        if kind in counts:
+            counts[kind] += 1
+        else:
+            bad[name] = f"{kind}: {details}"
+    assert not bad, "\n\n".join(f"{k}: {v}" for k, v in bad.items())
+    assert counts[CONVERTED] > 10 and counts[REFUSED] > 10
+
+
+def test_a_model_onnxruntime_cannot_run_is_refused_as_such():
+    """An opset-6 Gemm (onnxruntime has no kernel for it): the model's fault, named as such, not a bug."""
+    model, feeds = legacy_cases()["pytorch-converted/test_Linear"]
+    with pytest.raises(ConversionError, match=r"the model itself does not run in onnxruntime .*Gemm\(6\)"):
+        onnx2snn.convert(model, feeds, onnx2snn.ConvertConfig(**CONFIG))
+
+
 # --- hand-run mode -----------------------------------------------------------------------------
+
+def _count(cases: dict, outcome_of, verbose: bool, label: str) -> bool:
+    counts = dict.fromkeys(OUTCOMES, 0)
+    failures = []
+    for name, case in cases.items():
+        with _quiet(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            kind, details = outcome_of(name, case)
+        counts[kind] += 1
+        if kind in (CRASHED, SNN_FAILS, DIFFERS):
+            failures.append((name, kind, details))
+    for name, kind, details in failures:
+        print(f"{kind}: {name}" + (f"\n{details}" if verbose else f": {details.strip().splitlines()[-1]}"))
+    print(f"{len(cases)} {label} (onnx {onnx.__version__}): " + ", ".join(f"{k}: {v}" for k, v in counts.items()))
+    return bool(failures)
+
 
 def main(argv: list[str]) -> int:
     if "--all" not in argv:
         print(__doc__)
         return 2
     verbose = "-v" in argv
-    names = list(all_cases())
-    counts = dict.fromkeys((CONVERTED, REFUSED, CRASHED, SNN_FAILS), 0)
-    failures = []
-    for name in names:
-        with _quiet(), contextlib.redirect_stdout(io.StringIO()):
-            kind, details = outcome(name)
-        counts[kind] += 1
-        if kind in (CRASHED, SNN_FAILS):
-            failures.append((name, kind, details))
-    for name, kind, details in failures:
-        print(f"{kind}: {name}" + (f"\n{details}" if verbose else f": {details.strip().splitlines()[-1]}"))
-    print(f"{len(names)} node test cases (onnx {onnx.__version__}): "
-          + ", ".join(f"{k}: {v}" for k, v in counts.items()))
-    return 1 if failures else 0
+    bad = _count(all_cases(), lambda name, _: outcome(name), verbose, "node test cases")
+    bad |= _count(legacy_cases(), lambda _, case: model_outcome(*case), verbose,
+                  "models of the pytorch-converted, pytorch-operator and simple folders and model cases")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ class Recipe:
         (None: synthetic inputs) before it is returned."""
         built = self.build(params, config)
         snn = metadata.write(built.model, self.describe(built, params, config), source=params.ann)
-        verify.check_runs(snn, sample)
+        verify.check_runs(snn, sample, params.source)
         thresholds = params.thresholds if built.thresholds is None else built.thresholds
         return ConversionResult(snn, ann, thresholds, config, params.v_init, params.reports,
                                 built.exact_timesteps, tuple(built.recurrences), self.method, self.neuron_op)

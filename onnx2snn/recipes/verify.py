@@ -124,10 +124,14 @@ def _node(message: str, snn: onnx.ModelProto) -> str:
     return "a node onnxruntime does not name"
 
 
-def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = None) -> None:
-    """Run ``snn`` once on ``sample`` (or synthetic inputs); ConversionError if it fails to load or run."""
-    import onnxruntime as ort
+def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = None,
+               source: onnx.ModelProto | None = None) -> None:
+    """Run ``snn`` once on ``sample`` (or synthetic inputs); ConversionError if it fails to load or run.
 
+    When it fails and the user's model ``source`` fails on the same inputs too, the error says
+    that the model itself does not run in this onnxruntime (e.g. an opset whose kernels it no
+    longer has), not that onnx2snn has a bug.
+    """
     form = metadata.form(snn) if metadata.is_snn(snn) else None
     meta = metadata.read(snn) if form == "streaming" else None
     state_in = list(meta.state_inputs) if meta is not None else []
@@ -138,25 +142,45 @@ def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = N
         return
     batch = next(iter(feeds.values())).shape[0] if feeds else 1
     shapes = {n: d for n, d, _ in _inputs(snn)}
+    model_feeds = dict(feeds)
     if meta is not None:  # the state before the first step, as StreamingSession starts it
         feeds.update(metadata.initial_state(meta, {n: [d or 1 for d in shapes.get(n, [])] for n in state_in}, batch))
     if snn.ByteSize() >= 2**31 - 1:
         warnings.warn("onnx2snn: the converted SNN was not test-run (over 2 GiB as one protobuf)", stacklevel=3)
         return
+    message = _run_error(snn, feeds)
+    if message is None:
+        return
+    if source is not None and _run_error(source, model_feeds, library=False) is not None:
+        import onnxruntime as ort
+
+        raise ConversionError(
+            f"the model itself does not run in onnxruntime {ort.__version__} ({message}). onnx2snn builds "
+            "on what onnxruntime runs: convert the model to an opset it implements "
+            "(onnx.version_converter.convert_version(model, 13)) or export it again; no SNN was written")
+    raise ConversionError(
+        f"the converted SNN does not run in onnxruntime: {_node(message, snn)} fails ({message}). "
+        "This is a bug in onnx2snn, not in your model: please report it with the model and the "
+        "flags; no SNN was written")
+
+
+def _run_error(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], library: bool = True) -> str | None:
+    """onnxruntime's error loading or running ``model`` once on ``feeds`` (None: it ran)."""
+    import onnxruntime as ort
+
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    try:
-        opts.register_custom_ops_library(get_library_path())
-    except FileNotFoundError:
-        if any(n.domain == "onnx2snn" for n in snn.graph.node):
-            raise
+    if library:
+        try:
+            opts.register_custom_ops_library(get_library_path())
+        except FileNotFoundError:
+            if any(n.domain == "onnx2snn" for n in model.graph.node):
+                raise
+    names = {i.name for i in model.graph.input}
     try:
         with quiet_onnxruntime():
-            session = ort.InferenceSession(snn.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            session.run(None, feeds)
+            session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+            session.run(None, {k: v for k, v in feeds.items() if k in names})
     except Exception as e:  # onnxruntime's errors have no common base class
-        message = " ".join(str(e).split())[:600] or type(e).__name__
-        raise ConversionError(
-            f"the converted SNN does not run in onnxruntime: {_node(message, snn)} fails ({message}). "
-            "This is a bug in onnx2snn, not in your model: please report it with the model and the "
-            "flags; no SNN was written") from None
+        return " ".join(str(e).split())[:600] or type(e).__name__
+    return None
