@@ -223,9 +223,9 @@ def test_build_snn_is_checked_on_synthetic_inputs(monkeypatch):
     seen = {}
     real = verify.check_runs
 
-    def spy(snn, sample=None):
+    def spy(snn, sample=None, source=None):
         seen["sample"] = sample
-        real(snn, sample)
+        real(snn, sample, source)
         seen["ran"] = True
 
     config = ConvertConfig(timesteps=4)

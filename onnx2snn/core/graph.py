@@ -36,7 +36,8 @@ def import_model(model: onnx.ModelProto) -> gs.Graph:
     """A graphsurgeon graph of ``model`` (a private copy; ``model`` is not modified).
 
     ConversionError if a graph input or output is not a tensor (an optional, a sequence, a
-    map): graphsurgeon cannot carry those types, and no SNN reads or writes them.
+    map): graphsurgeon cannot carry those types, and no SNN reads or writes them; or if a name
+    is listed twice among the graph's inputs or its outputs.
     """
     offending = [(kind, vi.name, vi.type.WhichOneof("value"))
                  for kind, values in (("input", model.graph.input), ("output", model.graph.output))
@@ -45,6 +46,12 @@ def import_model(model: onnx.ModelProto) -> gs.Graph:
         listed = ", ".join(f"graph {kind} '{name}' ({what.replace('_type', '')})" for kind, name, what in offending)
         raise ConversionError(f"{listed}: onnx2snn converts models whose inputs and outputs are tensors; "
                               "export the model with tensor inputs and outputs")
+    for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
+        names = [vi.name for vi in values]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConversionError(f"graph {kind} {', '.join(repr(n) for n in twice)} is listed more than once; "
+                                  f"list each graph {kind} once (the model is malformed)")
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return gs.import_onnx(copy)

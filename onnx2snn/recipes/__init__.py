@@ -18,6 +18,8 @@ from ..passes import check_not_snn
 from ..passes.activations import activation_names
 from ..passes.canonicalize import canonicalize
 from ..passes.quantizers import quantizers_from_metadata
+from ..errors import ConversionError, Onnx2SnnError
+from . import verify
 from .base import Built, ConversionResult, Parameters, Recipe
 from .quantized import QuantizedRecipe, has_quantized_activations
 from .rate import BipolarRecipe, RateRecipe, TemporalRecipe
@@ -25,6 +27,21 @@ from .recurrent import RecurrentRecipe, is_recurrent
 
 __all__ = ["Built", "ConversionResult", "Parameters", "Recipe", "QuantizedRecipe", "BipolarRecipe", "RateRecipe",
            "TemporalRecipe", "RecurrentRecipe", "select", "float_recipe"]
+
+
+def _check_loads(model: onnx.ModelProto) -> None:
+    """onnxruntime loads ``model``, or one error: the support check's list of the nodes that do not
+    convert when it has one (its message names every node), else onnxruntime's reason."""
+    try:
+        verify.check_loads(model)
+    except ConversionError:
+        try:
+            canonicalize(model)
+        except Onnx2SnnError:
+            raise
+        except Exception:  # noqa: BLE001 - a model onnxruntime rejects may break a pass: its reason is the error
+            pass
+        raise
 
 
 def float_recipe(config: ConvertConfig) -> Recipe:
@@ -35,6 +52,7 @@ def float_recipe(config: ConvertConfig) -> Recipe:
 def select(model: onnx.ModelProto, config: ConvertConfig) -> tuple[Recipe, onnx.ModelProto]:
     """(the recipe for ``model`` and ``config``, its prepared ANN)."""
     check_not_snn(model)  # a portable SNN holds Scans: it must not pass for a recurrent ANN
+    _check_loads(model)
     if is_recurrent(model):
         recipe = RecurrentRecipe()
         return recipe, recipe.prepare(model, config)

@@ -24,7 +24,7 @@ from .._library import get_library_path
 from ..core.graph import quiet_onnxruntime
 from ..errors import ConversionError
 
-__all__ = ["check_runs", "sample_feeds"]
+__all__ = ["check_loads", "check_runs", "sample_feeds"]
 
 _NODE = (re.compile(r"Node \(([^)]*)\)"), re.compile(r"Name:'([^']*)'"), re.compile(r"node '?([^'\s]+)'?"))
 
@@ -152,24 +152,49 @@ def check_runs(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None = N
     if message is None:
         return
     if source is not None and _run_error(source, model_feeds, library=False) is not None:
-        import onnxruntime as ort
-
-        raise ConversionError(
-            f"the model itself does not run in onnxruntime {ort.__version__} ({message}). onnx2snn builds "
-            "on what onnxruntime runs: convert the model to an opset it implements "
-            "(onnx.version_converter.convert_version(model, 13)) or export it again; no SNN was written")
+        raise _not_runnable(message)
     raise ConversionError(
         f"the converted SNN does not run in onnxruntime: {_node(message, snn)} fails ({message}). "
         "This is a bug in onnx2snn, not in your model: please report it with the model and the "
         "flags; no SNN was written")
 
 
-def _run_error(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], library: bool = True) -> str | None:
-    """onnxruntime's error loading or running ``model`` once on ``feeds`` (None: it ran)."""
+def check_loads(model: onnx.ModelProto) -> None:
+    """ConversionError when onnxruntime cannot load the user's ``model`` (a type or shape error,
+    an attribute it rejects, an opset whose kernels it does not have) or run it once on seeded
+    inputs of its declared shapes (an initializer of the wrong size); checked before any work, as
+    every later step runs the model in onnxruntime. With a dynamic dimension beyond the batch it
+    is only loaded (the calibration data's shapes are checked where they are read); a model over
+    2 GiB is not checked here."""
+    if model.ByteSize() >= 2**31 - 1:
+        return
+    try:
+        feeds = _feeds(model, None, set())
+    except _Unknown:
+        feeds = None
+    message = _run_error(model, feeds, library=False)
+    if message is not None:
+        raise _not_runnable(message)
+
+
+def _not_runnable(message: str) -> ConversionError:
+    import onnxruntime as ort
+
+    return ConversionError(
+        f"the model itself does not run in onnxruntime {ort.__version__} ({message}). onnx2snn builds "
+        "on what onnxruntime runs: repair or export the model again, or convert it to an opset "
+        "onnxruntime implements (onnx.version_converter.convert_version(model, 13)); nothing was written")
+
+
+def _run_error(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | None,
+               library: bool = True) -> str | None:
+    """onnxruntime's error loading ``model`` and running it once on ``feeds`` (None: no run;
+    returns None when it worked)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # its errors are in the message this returns
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if library:
         try:
             opts.register_custom_ops_library(get_library_path())
@@ -180,7 +205,8 @@ def _run_error(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], library:
     try:
         with quiet_onnxruntime():
             session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            session.run(None, {k: v for k, v in feeds.items() if k in names})
+            if feeds is not None:
+                session.run(None, {k: v for k, v in feeds.items() if k in names})
     except Exception as e:  # onnxruntime's errors have no common base class
         return " ".join(str(e).split())[:600] or type(e).__name__
     return None
