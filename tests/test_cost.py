@@ -429,9 +429,9 @@ def test_report_rejects_an_snn_without_metadata(pair):
 def test_report_rejects_a_different_ann(pair, which):
     _, snn = pair
     other = _renamed_input(pair[0]) if which == "name" else conv_ann(CONV_CASES[0], x_shape=[2, 9, 8])
-    with pytest.raises(Onnx2SnnError, match="does not match") as info:
+    with pytest.raises(Onnx2SnnError, match="do not match") as info:
         report(other, snn, {"x": _data(IN_SHAPE, 2, seed=2)})
-    named = ("'z'", "'x'") if which == "name" else ("(2, 9, 8)", "(2, 9, 7)")
+    named = ("'z'", "'x'") if which == "name" else ("[N, 2, 9, 8]", "[N, 2, 9, 7]")
     assert all(n in str(info.value) for n in named), info.value
 
 
@@ -447,6 +447,14 @@ def test_report_rejects_labels_of_the_wrong_length(pair):
     ann, snn = pair
     with pytest.raises(DataError, match="labels"):
         report(ann, snn, {"x": _data(IN_SHAPE, 3, seed=2)}, labels=np.zeros(2, np.int64))
+
+
+def test_report_rejects_labels_outside_the_classes(pair):
+    """The same rule as evaluate's: class indices in [0, K) of the scored output."""
+    ann, snn = pair
+    classes = ann.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    with pytest.raises(DataError, match=rf"class index {classes}, outside the range \[0, {classes}\)"):
+        report(ann, snn, {"x": _data(IN_SHAPE, 3, seed=2)}, labels=np.array([0, 1, classes], np.int64))
 
 
 def _save(tmp_path, ann, snn, data, labels=None):

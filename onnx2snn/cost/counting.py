@@ -35,6 +35,7 @@ from ..core.graph import SNN_DOMAIN, constant_value, import_model
 from ..core.shapes import at_sample_batch, tensor_shapes
 from ..data import iter_batches, match_inputs, model_inputs
 from ..errors import ConversionError, DataError
+from ..runtime.evaluate import check_label_range, check_pair, classes_of
 from ..runtime.streaming import StreamingSession
 from .energy import EnergyModel
 from .fanout import WEIGHTED_OPS, dense_macs, fanout
@@ -243,11 +244,13 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
     meta = metadata.read(snn)
     T, form = meta.timesteps, meta.form
     energy = energy or EnergyModel.preset("fp32")
-    _check_pair(ann, snn)
+    scored = check_pair(ann, snn, scored=labels is not None)  # (output, its running mean) with labels
     feeds = match_inputs(feeds, model_inputs(ann), label_key=None, what="report data")  # shapes, before any run
-    if labels is not None and np.shape(labels) != (next(iter(feeds.values())).shape[0],):
-        raise DataError(f"labels must hold one class index per sample ({next(iter(feeds.values())).shape[0]}), "
-                        f"got shape {np.shape(labels)}")
+    if labels is not None:
+        if np.shape(labels) != (next(iter(feeds.values())).shape[0],):
+            raise DataError(f"labels must hold one class index per sample ({next(iter(feeds.values())).shape[0]}), "
+                            f"got shape {np.shape(labels)}")
+        check_label_range(np.asarray(labels), classes_of(ann, scored[0]), scored[0])
     neurons, weighted = _analyse(snn)
     snn_shapes, snn_batch = _per_sample_shapes(snn)
     running_steps = T
@@ -277,7 +280,9 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
             known = True
         if known:
             fan[w.key] = fanout(w.node, in_shape, out_shape, w.weight_shape, w.data_index)
-    run_steps = _runner(snn, names, T, form) if not meta.is_recurrent else _recurrent_runner(snn, names)
+    running_name = None if scored is None else scored[1]
+    run_steps = (_runner(snn, names, T, form, running_name) if not meta.is_recurrent
+                 else _recurrent_runner(snn, names))
     ann_sess = calibration_session(ann) if labels is not None else None
     ann_correct, snn_correct = 0, np.zeros(running_steps, np.int64)
     start = 0
@@ -310,7 +315,7 @@ def report(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarr
                                         * f.reshape(-1)).sum(axis=1)
             if labels is not None:
                 y_true = labels[start:start + valid]
-                ann_out = ann_sess.run([ann_sess.get_outputs()[0].name], feed)[0][:valid]
+                ann_out = ann_sess.run([scored[0]], feed)[0][:valid]
                 ann_correct += int((ann_out.argmax(-1) == y_true).sum())
                 snn_correct += (running[:, :valid].argmax(-1) == y_true[None]).sum(axis=1)
             start += valid
@@ -375,12 +380,15 @@ def _assemble(form, T, n_total, neurons, weighted, spikes, silent, neuron_count,
                       notes)
 
 
-def _runner(snn: onnx.ModelProto, names: list[str], T: int, form: str):
-    """A function feed → ({name: [T·n, ...] values}, running mean [T, n, K])."""
-    running_name = metadata.running_output(snn) if metadata.read(snn).running_outputs else None
+def _runner(snn: onnx.ModelProto, names: list[str], T: int, form: str, running_name: str | None = None):
+    """A function feed → ({name: [T·n, ...] values}, running mean [T, n, K]): of ``running_name``
+    (the streaming form: that output's per-step mean; None: the first running output)."""
+    if running_name is None and metadata.read(snn).running_outputs:
+        running_name = metadata.running_output(snn)
     if form == "streaming":
         stream = StreamingSession(augment_outputs(snn, names))
         wanted = list(names)
+        scored_out = running_name if running_name in stream.outputs else stream.outputs[0]
 
         def run(feed):
             n = next(iter(feed.values())).shape[0]
@@ -388,7 +396,7 @@ def _runner(snn: onnx.ModelProto, names: list[str], T: int, form: str):
             per_step = {k: [] for k in wanted}
             means = []
             for _ in range(T):
-                values = stream.session.run(wanted + [stream.outputs[0]] + stream.state_outputs,
+                values = stream.session.run(wanted + [scored_out] + stream.state_outputs,
                                             {**feed, **state})
                 for k, v in zip(wanted, values):
                     per_step[k].append(v)
@@ -407,18 +415,6 @@ def _runner(snn: onnx.ModelProto, names: list[str], T: int, form: str):
         values = sess.run(outputs, feed)
         return dict(zip(names, values)), (values[-1] if running_name else None)
     return run
-
-
-def _check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> None:
-    """The SNN must have been converted from this ANN: same inputs, and every ANN output present."""
-    state = set(metadata.read(snn).state_inputs or ())
-    a_in = [(s.name, s.shape[1:]) for s in model_inputs(ann)]
-    s_in = [(s.name, s.shape[1:]) for s in model_inputs(snn) if s.name not in state]
-    a_out = {o.name for o in ann.graph.output}
-    s_out = {o.name for o in snn.graph.output}
-    if a_in != s_in or not a_out <= s_out:
-        raise DataError(f"the ANN does not match the SNN: inputs {a_in} vs {s_in}, outputs {sorted(a_out)} vs "
-                        f"{sorted(s_out)}; give the ANN the SNN was converted from")
 
 
 # -- recurrent SNNs: the neurons and layers of each Scan's cell ------------------------------------

@@ -73,10 +73,11 @@ def _same_features(a, b) -> bool:
     return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
 
 
-def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> tuple[str, str]:
+def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto, scored: bool = True) -> tuple[str, str] | None:
     """Check that ``snn`` is a conversion of ``ann`` (same inputs: names and feature shapes; same
     outputs) and pick the output top-1 is scored on: the ANN's first output of rank 2 ``[N, K]``.
-    Returns (that output's name, the SNN's running-mean output for it). ConfigError otherwise."""
+    Returns (that output's name, the SNN's running-mean output for it); None with ``scored=False``
+    (only the match is checked). ConfigError otherwise."""
     meta = metadata.read(snn)
     inits = {i.name for i in ann.graph.initializer}
     states_in = set(meta.state_inputs or ())
@@ -99,6 +100,8 @@ def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> tuple[str, str]:
         raise ConfigError(
             f"the ANN and the SNN do not match: ANN inputs {fmt(ann_in)}, outputs {fmt(ann_out)}; SNN inputs "
             f"{fmt(snn_in)}, outputs {fmt(snn_out)}; give the ANN the SNN was converted from")
+    if not scored:
+        return None
     scored = [i for i, (_, d) in enumerate(ann_out) if d is not None and len(d) == 2]
     if not scored:
         raise ConfigError(
@@ -113,6 +116,11 @@ def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto) -> tuple[str, str]:
         raise ConfigError(f"the SNN lists no running-mean output for output '{name}' "
                           f"(it lists {running}); convert the model again with onnx2snn")
     return name, running[index]
+
+
+def classes_of(ann: onnx.ModelProto, output: str) -> int | None:
+    """K of the ANN's output ``output`` [N, K] (None: dynamic)."""
+    return next(_dims(v) for v in ann.graph.output if v.name == output)[1]
 
 
 def check_label_range(labels: np.ndarray, classes: int | None, output: str) -> None:
@@ -146,8 +154,7 @@ def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.nda
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise DataError(f"labels must be integer class indices [N], got {labels.dtype} {labels.shape}")
     n = labels.shape[0]
-    ann_dims = next(_dims(v) for v in ann.graph.output if v.name == output)
-    check_label_range(labels, ann_dims[1], output)
+    check_label_range(labels, classes_of(ann, output), output)
     fixed = _fixed_batch(model_inputs(snn))
     estimate = 0
     if max_memory is not None and fixed is None:
