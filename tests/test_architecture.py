@@ -17,7 +17,7 @@ LAYERS = [
     {"passes"},
     {"calibration", "neurons", "snn"},
     {"recipes"},
-    {"pipeline", "runtime", "streaming", "inspection", "cost"},
+    {"pipeline", "runtime", "streaming", "inspection", "cost", "nir"},
     {"cli", "__init__", "__main__"},
 ]
 

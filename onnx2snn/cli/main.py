@@ -1,4 +1,5 @@
-"""The ``onnx2snn`` parser and dispatch: one module per command (convert, evaluate, inspect, report).
+"""The ``onnx2snn`` parser and dispatch: one module per command (convert, evaluate, inspect, report,
+export-nir).
 
 Each command module adds its sub-parser and runs the parsed flags through the
 Python API. Any :class:`Onnx2SnnError` becomes one ``error:`` line on stderr and
@@ -13,10 +14,11 @@ import sys
 
 from .._version import __version__
 from ..errors import Onnx2SnnError
-from . import convert, evaluate, inspect, report
+from . import convert, evaluate, export_nir, inspect, report
 from ._args import common_options
 
-COMMANDS = {"convert": convert, "evaluate": evaluate, "inspect": inspect, "report": report}
+COMMANDS = {"convert": convert, "evaluate": evaluate, "inspect": inspect, "report": report,
+            "export-nir": export_nir}
 
 
 def build_parser() -> argparse.ArgumentParser:
