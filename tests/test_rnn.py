@@ -181,6 +181,24 @@ def test_stacked_layers_and_scan_outputs():
     np.testing.assert_allclose(got, want, atol=TOL)
 
 
+def test_scan_output_copy_of_the_hidden_state_is_bit_identical():
+    """A scan output that copies the hidden state (Identity, as a stacked layer's sequence) is summed
+    as spike counts × θ like the state itself, not as θ + θ + ...: bit-identical, so the next layer
+    sees exactly the quantized RNN's sequence."""
+    model = stacked_qrnn(hidden=8, seq=6, levels=16)
+    for scan, lam in zip(model.graph.node[-3:-1], (1.2345678, 0.987654)):  # θ = λ/16 with a long mantissa
+        body = scan.attribute[0].g
+        (init,) = [t for t in body.initializer if t.name.endswith("lam")]
+        init.CopyFrom(_init(init.name, lam))
+    model.graph.output.append(oh.make_empty_tensor_value_info("seq_a"))
+    x = _x(n=64, seq=6)
+    want = run(model, {"x": x})
+    result = onnx2snn.convert(model, None, ConvertConfig(timesteps=16, neuron="bif"))
+    got = _snn(result).run(["y", "seq_a"], {"x": x})
+    assert (got[1] == want[1]).all()  # every h_s of layer 1, as the scan output
+    assert (got[0] == want[0]).all()
+
+
 def test_hidden_state_output_without_readout():
     model = qrnn(readout=False)
     x = _x()

@@ -164,6 +164,8 @@ class ReadoutPass:
         if not self.spike_counts or not y.inputs:
             return None
         neuron = y.inputs[0]
+        while neuron.op == "Identity" and neuron.inputs and neuron.inputs[0].inputs:  # a copy, e.g. a scan output
+            neuron = neuron.inputs[0].inputs[0]
         theta = neuron.inputs[1] if neuron.op == "BIFNeuron" and len(neuron.inputs) > 1 else None
         if not isinstance(theta, gs.Constant) or np.asarray(theta.values).size != 1:
             return None  # a per-channel θ would need the channel axis of a rank > 2 tensor
