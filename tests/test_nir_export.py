@@ -312,3 +312,10 @@ def test_cli_refuses_an_ann(tmp_path, capsys):
     out = tmp_path / "model.nir"
     assert main(["export-nir", CNN, "-o", str(out)]) == 2
     assert "no onnx2snn metadata" in capsys.readouterr().err and not out.exists()
+
+
+def test_missing_nir_package_is_one_clear_error(mnist_snn, tmp_path, monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "nir", None)
+    with pytest.raises(onnx2snn.ConfigError, match=r"pip install 'onnx2snn\[nir\]'"):
+        export_nir(mnist_snn, tmp_path / "model.nir")
+    assert not list(tmp_path.iterdir())

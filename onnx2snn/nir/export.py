@@ -176,12 +176,15 @@ def export_nir(model: onnx.ModelProto | str | os.PathLike, output: str | os.Path
 
 
 def _write_atomic(data: bytes, path: Path) -> None:
+    """Temporary file beside ``path``, then rename (the mode ``save_model`` gives a file)."""
+    from ..io import _new_file_mode
     directory = path.parent if str(path.parent) else Path(".")
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(data)
-        os.chmod(tmp, 0o644 if not path.exists() else os.stat(path).st_mode & 0o7777)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
