@@ -172,7 +172,7 @@ def test_convert_refuses_an_snn_that_cannot_run(monkeypatch, form):
     from onnx2snn.recipes import RateRecipe
     from onnx2snn.snn import time_axis
 
-    def broken(self, node, fixed_batches, b):  # the old bug: leave the hard-coded batch in place
+    def broken(self, node, b):  # the old bug: leave the hard-coded batch in place
         return False
 
     build = RateRecipe.build

@@ -31,6 +31,8 @@ STRUCTURAL = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"
               "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand", "Gather"}
 SHAPE_ONLY = {"Shape", "Size"}
 FINAL_ONLY = {"Softmax", "LogSoftmax"}
+# ops whose constant operand may hold one row per sample of a fixed batch (per_sample_constants)
+PER_SAMPLE_OPS = {"Add", "Sub", "Mul", "Div", "Sum", "Concat"}
 
 ALL_SUPPORTED = (LINEAR_WEIGHTED | POOLING | STRUCTURAL | FINAL_ONLY
                  | {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "MatMul", "Sum"})
@@ -55,17 +57,45 @@ def _rank(tensor) -> int | None:
     return None if shape is None else len(shape)
 
 
-def _batch_mixing_constant(node: gs.Node, acts: set[str]) -> str:
-    """Reason if a constant operand of an elementwise op varies along the batch axis."""
+def fixed_batch(graph: gs.Graph) -> int | None:
+    """The batch B > 1 every graph input of known rank fixes (None: dynamic, 1, or inputs disagree)."""
+    batches = {x.shape[0] for x in graph.inputs if x.shape}
+    if len(batches) == 1:
+        (b,) = batches
+        if isinstance(b, int) and b > 1:
+            return b
+    return None
+
+
+def per_sample_constants(node: gs.Node, acts: set[str], batch: int | None) -> list[gs.Tensor]:
+    """The constant operands of an elementwise op or a Concat that hold one row per sample of the
+    fixed batch B: the rank of an activation operand, B rows along axis 0. Once time is folded
+    into the batch they are tiled T times (snn/time_axis.py), so row t·B + b still meets row b."""
+    if batch is None or node.op not in PER_SAMPLE_OPS:
+        return []
+    ranks = {_rank(a) for a in node.inputs if a.name in acts} - {None}
+    out = []
+    for t in node.inputs:
+        v = None if t.name in acts else constant_value(t)
+        if v is not None and v.ndim >= 1 and v.ndim in ranks and v.shape[0] == batch:
+            out.append(t)
+    return out
+
+
+def _batch_mixing_constant(node: gs.Node, acts: set[str], batch: int | None = None) -> str:
+    """Reason if a constant operand of an elementwise op varies along the batch axis (other than
+    one row per sample of the fixed batch, see per_sample_constants)."""
+    per_sample = per_sample_constants(node, acts, batch)
     for t in node.inputs:
         v = constant_value(t)
-        if v is None:
+        if v is None or any(t is c for c in per_sample):
             continue
         for a in node.inputs:
             r = _rank(a) if a.name in acts else None
             if r and v.ndim == r and v.shape[0] > 1:  # a rank-0 activation has no batch axis
                 return (f"its constant operand '{t.name}' has {v.shape[0]} rows along the batch axis; "
-                        "batch-dependent constants cannot be used once time is folded into the batch")
+                        "batch-dependent constants cannot be used once time is folded into the batch "
+                        "(only one row per sample of a fixed batch)")
     return ""
 
 
@@ -118,9 +148,9 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
             return f"{op} of two activations is not linear; only scaling by a constant converts"
         if op == "Div" and act_inputs == [1]:
             return "Div by an activation is not linear"
-        return _batch_mixing_constant(node, acts)
+        return _batch_mixing_constant(node, acts, fixed_batch(graph))
     if op in ("Add", "Sub", "Sum"):
-        return _batch_mixing_constant(node, acts)
+        return _batch_mixing_constant(node, acts, fixed_batch(graph))
     if op in FINAL_ONLY:
         out = node.outputs[0]
         if is_graph_output(graph, out) and not out.outputs:

@@ -36,7 +36,7 @@ def _inputs(model: onnx.ModelProto) -> list[tuple[str, list, np.dtype]]:
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]  # 0: empty
         try:
             dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
         except Exception:
@@ -89,7 +89,7 @@ def _feeds(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None, skip: 
     feeds = {}
     for name, dims, dtype in inputs:
         batch = dims[0] if dims else None
-        rows = batch or 1
+        rows = 1 if batch is None else batch
         value = arrays.get(name)
         if value is not None and value.ndim == len(dims) and value.shape[0] > 0 and all(
                 d is None or d == s for d, s in zip(dims[1:], value.shape[1:])):
@@ -98,12 +98,16 @@ def _feeds(snn: onnx.ModelProto, sample: Mapping[str, np.ndarray] | None, skip: 
                 value = np.concatenate([value, np.repeat(value[-1:], rows - value.shape[0], axis=0)])
             feeds[name] = np.ascontiguousarray(value.astype(dtype, copy=False))
             continue
-        if any(d is None for d in dims[1:]):
+        if any(d is None for d in dims[1:]) or dtype.num >= 256:  # ml_dtypes (bfloat16, float8): no feed
             raise _Unknown(name, dims)
         shape = [rows] + [int(d) for d in dims[1:]] if dims else []
         feeds[name] = (rng.standard_normal(shape).astype(dtype) if dtype.kind == "f"
                        else np.zeros(shape, dtype))
     return feeds
+
+
+_NUMPY_TYPES = {f"tensor({t})" for t in ("float", "double", "float16", "bool", "string", "int8", "int16", "int32",
+                                            "int64", "uint8", "uint16", "uint32", "uint64")}
 
 
 class _Unknown(Exception):
@@ -205,8 +209,9 @@ def _run_error(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray] | None,
     try:
         with quiet_onnxruntime():
             session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-            if feeds is not None:
-                session.run(None, {k: v for k, v in feeds.items() if k in names})
+            wanted = [o.name for o in session.get_outputs() if o.type in _NUMPY_TYPES]
+            if feeds is not None and wanted:  # onnxruntime's Python API cannot return bfloat16, float8, int4...
+                session.run(wanted, {k: v for k, v in feeds.items() if k in names})
     except Exception as e:  # onnxruntime's errors have no common base class
         return " ".join(str(e).split())[:600] or type(e).__name__
     return None

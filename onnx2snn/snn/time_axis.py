@@ -2,15 +2,18 @@
 
 Every graph input x [N, ...] is tiled to [T·N, ...], time-major (row t·N + n is
 step t of sample n), so the analog input is the input current of every step
-and all ordinary ops run unchanged on all steps at once. Reshapes whose
-constant target shape hard-codes a fixed batch size N (a flatten [N, -1], or a
+and all ordinary ops run unchanged on all steps at once: every time-folded
+tensor is T blocks stacked along axis 0, block t the ANN's tensor at step t.
+A Reshape keeps the memory order, so it keeps that layout when its target's
+first entry k is multiplied by T: a constant target that hard-codes a fixed
+batch N (a flatten [N, -1], torch's dynamo flatten [1, -1] with allowzero=1, a
 Shape(x) computation that constant folding turned into constants, as in the
-expansion of DepthToSpace / SpaceToDepth) get 0 ("copy the input's batch
-dimension") in its place, so they follow the T·N rows. With ``allowzero=1``
-(torch's dynamo exporter) a 0 would be a literal zero: when the target has no
-other 0 the attribute changes nothing and is dropped; otherwise the batch entry
-becomes T·N itself. Intermediate
-shape annotations are dropped (their batch size changed).
+expansion of DepthToSpace / SpaceToDepth) or merges or splits the batch axis
+([1, N·F], [N·F]) gets T·k in its place (0, "copy", and -1 follow by themselves;
+no zero is introduced, so ``allowzero`` keeps its meaning). A constant operand of an elementwise op or a Concat that
+holds one row per sample of the fixed batch N (passes/check_support.py,
+``per_sample_constants``) is tiled T times like the inputs, so row t·N + n still
+meets row n. Intermediate shape annotations are dropped (their batch size changed).
 
 Invariant: every input consumer reads the tiled tensor; the graph inputs keep
 their names, types and shapes.
@@ -23,6 +26,7 @@ import onnx_graphsurgeon as gs
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value, is_graph_output, replace_uses
 from ..errors import ConversionError
+from ..passes.check_support import activation_tensors, fixed_batch, per_sample_constants
 
 
 class AddTimeAxisPass:
@@ -32,13 +36,13 @@ class AddTimeAxisPass:
     def __call__(self, graph: gs.Graph) -> PassResult:
         names = NameScope(graph)
         count = 0
-        fixed_batches = set()
+        acts, batch = activation_tensors(graph), fixed_batch(graph)
+        per_sample = [(node, per_sample_constants(node, acts, batch)) for node in graph.nodes]
+        reshapes = [n for n in graph.nodes if n.op == "Reshape" and n.inputs[0].name in acts]
         for x in graph.inputs:
             if x.shape is None or len(x.shape) == 0:
                 raise ConversionError(f"graph input '{x.name}' has no known rank; export the model with "
                                       "input shapes (e.g. [batch, C, H, W])")
-            if isinstance(x.shape[0], int) and x.shape[0] > 0:
-                fixed_batches.add(int(x.shape[0]))
             if not x.outputs:
                 continue
             b = Builder(names, x.name)
@@ -48,9 +52,12 @@ class AddTimeAxisPass:
             replace_uses(x, tiled, keep=[tile])
             graph.nodes.append(tile)
             count += 1
-        for node in graph.nodes:
-            if node.op == "Reshape" and self._fold_reshape(node, fixed_batches, b):
+        for node, constants in per_sample:
+            for c in constants:
+                graph.nodes.append(self._tile_constant(node, c, names))
                 count += 1
+        for node in reshapes:
+            count += self._fold_reshape(node, Builder(names, node.outputs[0].name))
         for tensor in graph.tensors().values():
             if isinstance(tensor, gs.Variable) and not any(t is tensor for t in graph.inputs) \
                     and not is_graph_output(graph, tensor):
@@ -58,18 +65,25 @@ class AddTimeAxisPass:
         graph.cleanup().toposort()
         return PassResult(graph, count)
 
-    def _fold_reshape(self, node: gs.Node, fixed_batches: set, b: Builder) -> bool:
-        """Make a constant Reshape target that hard-codes the fixed batch B follow the T·B rows."""
+    def _tile_constant(self, node: gs.Node, constant: gs.Tensor, names: NameScope) -> gs.Node:
+        """The Tile that makes ``node`` read ``constant`` [N, ...] (one row per sample) as [T·N, ...]."""
+        b = Builder(names, constant.name)
+        rank = constant_value(constant).ndim
+        repeats = b.const("_time_repeats", np.array([self.timesteps] + [1] * (rank - 1), dtype=np.int64))
+        tiled = b.var("_time_tiled", constant.dtype)
+        tile = b.node("Tile", "_time_tile", inputs=[constant, repeats], outputs=[tiled])
+        for i, t in enumerate(list(node.inputs)):
+            if t is constant:
+                node.inputs[i] = tiled
+        return tile
+
+    def _fold_reshape(self, node: gs.Node, b: Builder) -> bool:
+        """Make a constant Reshape target of a time-folded tensor follow the T blocks: its first
+        entry k > 0 becomes T·k (0 and -1 follow by themselves)."""
         shape = constant_value(node.inputs[1])
-        if shape is None or shape.ndim != 1 or not shape.size or int(shape[0]) not in fixed_batches:
+        if shape is None or shape.ndim != 1 or not shape.size or int(shape[0]) <= 0:
             return False
         new = shape.astype(np.int64).copy()
-        if not node.attrs.get("allowzero", 0):
-            new[0] = 0                      # copy the input's (folded) batch
-        elif not np.any(new[1:] == 0):
-            new[0] = 0                      # no literal zero: allowzero changes nothing, drop it
-            node.attrs["allowzero"] = 0
-        else:
-            new[0] *= self.timesteps        # literal zeros elsewhere: the folded batch T·B itself
+        new[0] *= self.timesteps
         node.inputs[1] = b.const(node.inputs[1].name + "_timefolded", new)
         return True
