@@ -108,12 +108,16 @@ class ConvertConfig:
     calibrate: tuple[Calibration, ...] = ()  # applied in the order bias, potential, weight
     form: Form = Form.FOLDED
     neuron: Neuron = Neuron.AUTO
+    max_memory: int | None = None  # bytes one sample of the SNN may take (None: runtime.memory's 4 GiB)
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
             raise ConfigError(f"timesteps must be an integer >= 1, got {self.timesteps!r}")
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch size must be an integer >= 1, got {self.batch_size!r}")
+        if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(self.max_memory, int)
+                                            or self.max_memory < 1):
+            raise ConfigError(f"max memory must be a number of bytes >= 1, got {self.max_memory!r}")
         if not isinstance(self.threshold, ThresholdSpec):
             raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
         object.__setattr__(self, "reset", Reset(self.reset))

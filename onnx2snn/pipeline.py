@@ -18,9 +18,10 @@ from typing import Mapping
 import numpy as np
 import onnx
 
-from .config import ConvertConfig
+from .config import ConvertConfig, Form
 from .passes.canonicalize import canonicalize
-from .recipes import ConversionResult, Parameters, float_recipe, select
+from .recipes import ConversionResult, Parameters, RecurrentRecipe, float_recipe, select
+from .runtime.memory import check_folded_fits
 
 __all__ = ["ConversionResult", "build_snn", "convert", "prepare"]
 
@@ -36,6 +37,8 @@ def convert(model: onnx.ModelProto, calibration_data, config: ConvertConfig, *,
     dict of arrays keyed by input name, a data reader with ``get_next()``, or None
     for a quantized graph)."""
     recipe, ann = select(model, config)
+    if config.form is not Form.STREAMING and not isinstance(recipe, RecurrentRecipe):
+        check_folded_fits(ann, config.timesteps, config.max_memory)  # the run check runs one sample
     return recipe.convert(model, calibration_data, config, progress=progress, ann=ann)
 
 

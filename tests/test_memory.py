@@ -93,3 +93,41 @@ def test_cli_bad_memory_flag(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "a.onnx", "b.onnx", "--data", "d.npz", "--max-memory", "lots"])
     assert "memory size 'lots'" in capsys.readouterr().err
+
+
+def test_a_timestep_count_the_folded_snn_cannot_hold_is_refused_before_work(tmp_path, capsys, monkeypatch):
+    """T = 100,000 on the MNIST CNN: its largest tensor alone is 4.7 GiB (over onnxruntime's 4 GiB
+    per tensor); refused before calibration with what to do; the streaming form converts."""
+    import onnx2snn.recipes.rate as rate
+
+    def no_calibration(*args, **kwargs):
+        raise AssertionError("calibration ran before the memory check")
+
+    out = tmp_path / "snn.onnx"
+    args = ["convert", str(MODELS / "mnist_cnn.onnx"), "-o", str(out), "--calibration-data",
+            str(MODELS / "data" / "mnist_calib.npz"), "-q"]
+    with monkeypatch.context() as m:
+        m.setattr(rate.RateRecipe, "calibrate", no_calibration)
+        assert main(args + ["--timesteps", "100000"]) == 2
+        err = capsys.readouterr().err
+        assert "at T=100000 one run of the folded SNN needs at least" in err and "--form streaming" in err
+        assert main(args + ["--timesteps", "1000", "--max-memory", "10MiB"]) == 2
+        err = capsys.readouterr().err
+        assert "over the memory limit 10.0 MiB" in err and "at most T=" in err
+    assert not out.exists()
+    assert main(args + ["--timesteps", "100000", "--form", "streaming"]) == 0 and out.exists()
+
+
+def test_the_largest_timestep_count_said_to_fit_does_fit():
+    """The T the refusal names passes the same check; one more step does not."""
+    import re
+
+    model = onnx2snn.load_model(str(MODELS / "mnist_cnn.onnx"))
+    from onnx2snn.runtime.memory import check_folded_fits
+
+    with pytest.raises(ConfigError) as info:
+        check_folded_fits(model, 1000, 10 * 2**20)
+    fits = int(re.search(r"at most T=(\d+)", str(info.value)).group(1))
+    check_folded_fits(model, fits, 10 * 2**20)
+    with pytest.raises(ConfigError):
+        check_folded_fits(model, fits + 1, 10 * 2**20)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from ..config import ConvertConfig, Form, Neuron, Reset, VInit, preset_config
-from ._args import calibrate_steps, positive_int, threshold
+from ._args import calibrate_steps, memory_size, positive_int, threshold
 
 
 def add_parser(sub, parents) -> None:
@@ -32,6 +32,9 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
                    help="membrane reset after a spike (default: subtract)")
     c.add_argument("--batch-size", type=positive_int, default=64, help="calibration batch size")
+    c.add_argument("--max-memory", type=memory_size, default=None,
+                   help="memory one run of the SNN on one sample may take, e.g. 4GiB (default); a T beyond it "
+                        "is refused before any work (the streaming form needs no such bound)")
     c.add_argument("--form", choices=[f.value for f in Form], default=Form.FOLDED.value,
                    help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
                         "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library); "
@@ -57,7 +60,7 @@ def run(args) -> int:
                                "v_init": args.v_init, "calibrate": args.calibrate, "neuron": args.neuron}.items()
              if v is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
-                  form=Form(args.form))
+                  form=Form(args.form), max_memory=args.max_memory)
     config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)

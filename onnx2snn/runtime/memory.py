@@ -32,6 +32,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g"
           "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 AUTO_BATCH_CAP = 256  # beyond this, a larger batch gains onnxruntime on CPU little
+ORT_MAX_TENSOR = 2**32  # bytes: onnxruntime refuses a larger tensor (e.g. Tile's output)
 
 
 def parse_size(text: str) -> int:
@@ -94,6 +95,29 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
         largest = max(largest, nbytes)
         io_run += nbytes if name in io else 0
     return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch), -(-io_run // fixed_batch))
+
+
+def check_folded_fits(ann: onnx.ModelProto, timesteps: int, limit: int | None) -> None:
+    """ConfigError, before any work, when one run of the folded SNN of ``ann`` at its smallest
+    batch (1, or the fixed batch B) cannot fit in ``limit`` bytes (None: 4 GiB) or needs a tensor
+    over onnxruntime's 4 GiB maximum. Every tensor after the time Tile holds T steps, so that run
+    needs at least T × (the ANN's largest per-sample tensor, twice: an op's input and output are
+    alive together) — a lower bound, so nothing that would fit is refused. The streaming form runs
+    one step at a time and needs no such bound."""
+    from ..core.shapes import at_sample_batch
+
+    limit = DEFAULT_MAX_MEMORY if limit is None else limit
+    largest = at_sample_batch(ann)[1] * estimate(ann).largest  # bytes per step of one run
+    need = 2 * timesteps * largest
+    if need <= limit and timesteps * largest < ORT_MAX_TENSOR:
+        return
+    fits = max(1, min(limit // max(1, 2 * largest), (ORT_MAX_TENSOR - 1) // max(1, largest)))
+    raise ConfigError(
+        f"at T={timesteps} one run of the folded SNN needs at least {format_size(need)} (its largest tensor, "
+        f"{format_size(timesteps * largest)}, as input and output of one op), over "
+        + (f"the memory limit {format_size(limit)}" if need > limit else "onnxruntime's 4 GiB per tensor")
+        + f": use --form streaming (one step per run, memory independent of T), at most T={fits}, "
+        "or raise --max-memory")
 
 
 def batch_for_memory(estimates: list[MemoryEstimate], limit: int, requested: int | None,
