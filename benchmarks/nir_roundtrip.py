@@ -4,8 +4,10 @@ For each row: the SNN is converted with the flags shown, exported to NIR (or ref
 the message), read back with ``nir.read`` and run for T steps by onnx2snn's numpy NIR simulator
 (``onnx2snn.nir.simulate``) and, for the MNIST rows, by the independent reader of the tests
 (nirtorch + snnTorch's Leaky, ``tests/nir_torch_reader.py``). Columns: neurons (all layers, all
-samples) whose spike count differs from onnxruntime's, samples in which any does, the largest logit
-difference, and top-1 of onnxruntime's SNN / the simulator / the reader.
+samples) whose spike count differs from onnxruntime's, samples in which any does, the most neurons that differ in
+a sample's first differing layer (a divergence starts at potentials within rounding of θ and then
+spreads to the layers after it), the largest logit difference, and top-1 of onnxruntime's SNN / the
+simulator / the reader.
 
 The row "snnTorch import_nir semantics" runs the VGG's IF graph with the neuron snnTorch's
 ``import_from_nir`` builds for NIR's IF (``Leaky(beta=0.9)``, reset by subtraction), through the
@@ -103,13 +105,15 @@ def SnnTorchImportIF(node, beta):  # noqa: N802 (a factory standing for a class)
 
 
 def agreement(ref_counts, ref_logits, counts, logits, labels):
-    differing = sum(int((ref_counts[t].reshape(len(labels), -1) != counts[t].reshape(len(labels), -1)).sum())
-                    for t in ref_counts)
-    total = sum(ref_counts[t].size for t in ref_counts)
-    samples = int(np.any(np.stack([np.any(ref_counts[t].reshape(len(labels), -1) != counts[t].reshape(len(labels), -1), 1)
-                                   for t in ref_counts]), 0).sum())
+    """(neurons differing, neurons, samples with any, max |Δ logit|, top-1, the most neurons that differ in
+    a sample's first differing layer: a divergence starts at a few potentials within rounding of θ)."""
+    n = len(labels)
+    diff = [ref_counts[t].reshape(n, -1) != counts[t].reshape(n, -1) for t in ref_counts]  # layers in order
+    per_layer = np.stack([d.sum(1) for d in diff])  # [layers, samples]
+    first = [int(per_layer[np.argmax(per_layer[:, k] > 0), k]) for k in range(n) if per_layer[:, k].any()]
     top1 = 100.0 * float((logits.argmax(-1) == labels).mean())
-    return differing, total, samples, float(np.abs(logits - ref_logits).max()), top1
+    return (int(per_layer.sum()), sum(c.size for c in ref_counts.values()), len(first),
+            float(np.abs(logits - ref_logits).max()), top1, max(first, default=0))
 
 
 def row(label, model_path, data, config, x, labels, reader=False, snntorch_import=False, tmp=None):
@@ -125,18 +129,18 @@ def row(label, model_path, data, config, x, labels, reader=False, snntorch_impor
     T = config.timesteps
     ref_counts, ref_logits = onnxruntime_run(snn, x)
     ref_top1 = 100.0 * float((ref_logits.argmax(-1) == labels).mean())
-    d, total, s, dl, top1 = agreement(ref_counts, ref_logits, *nir_run(graph, x, T), labels)
-    cells = [label, f"{len(graph.nodes)} nodes", f"{d} / {total}", f"{s} / {len(labels)}", f"{dl:.2g}",
+    d, total, s, dl, top1, first = agreement(ref_counts, ref_logits, *nir_run(graph, x, T), labels)
+    cells = [label, f"{len(graph.nodes)} nodes", f"{d} / {total}", f"{s} / {len(labels)}", str(first), f"{dl:.2g}",
              f"{ref_top1:.1f} / {top1:.1f}"]
     if reader:
-        rd, _, rs, rdl, rtop1 = agreement(ref_counts, ref_logits, *reader_run(path, x, T), labels)
+        rd, _, rs, rdl, rtop1, _ = agreement(ref_counts, ref_logits, *reader_run(path, x, T), labels)
         cells += [f"{rd} / {rs} / {rdl:.2g} / {rtop1:.1f}"]
     else:
         cells += ["–"]
     print("| " + " | ".join(cells) + f" | {time.time() - t0:.0f} s |")
     if snntorch_import:
-        rd, _, rs, rdl, rtop1 = agreement(ref_counts, ref_logits, *reader_run(path, x, T, leak=0.9), labels)
-        print(f"| {label}, read with snnTorch import_nir's IF (Leaky β = 0.9, reset subtract) | | | | | "
+        rd, _, rs, rdl, rtop1, _ = agreement(ref_counts, ref_logits, *reader_run(path, x, T, leak=0.9), labels)
+        print(f"| {label}, read with snnTorch import_nir's IF (Leaky β = 0.9, reset subtract) | | | | | | "
               f"{ref_top1:.1f} / – | {rd} / {rs} / {rdl:.2g} / {rtop1:.1f} | |")
 
 
@@ -151,9 +155,10 @@ def main() -> None:
     mnist = np.load(REPO / "models" / "data" / "mnist_test.npz")
     x, labels = mnist["x"][:args.samples], mnist["labels"][:args.samples]
     calib = str(REPO / "models" / "data" / "mnist_calib.npz")
-    print("| model, flags | NIR graph | neurons with another spike count | samples with any | max Δ logit | "
-          "top-1 % ONNX / NIR sim | torch reader: neurons / samples / Δ logit / top-1 | time |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model, flags | NIR graph | neurons with another spike count | samples with any | first differing "
+          "layer: neurons | max Δ logit | top-1 % ONNX / NIR sim | torch reader: neurons / samples / Δ logit / top-1 "
+          "| time |")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         if "mnist" in rows:
             mnist_rows(args, x, labels, calib, tmp)
