@@ -181,6 +181,45 @@ def test_conv1d_matmul_and_bias_add_bit_identical(tmp_path):
     assert np.array_equal(sim.mean("y"), values["y"])
 
 
+def option_a_resnet(seed=5):
+    """A ResNet block with the option-A shortcut (x[:, :, ::2, ::2], zero channels padded), then
+    GlobalAveragePool, a Reshape to a vector, a Mul by a constant and a Gemm; dyadic."""
+    rng = np.random.default_rng(seed)
+    big = np.iinfo(np.int64).max
+    nodes = [oh.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             oh.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             oh.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], name="conv2"),
+             oh.make_node("Slice", ["r1", "zero", "end", "two", "two"], ["s1"], name="slice_h"),
+             oh.make_node("Slice", ["s1", "zero", "end", "three", "two"], ["s2"], name="slice_w"),
+             oh.make_node("Pad", ["s2", "pads"], ["shortcut"], name="pad"),
+             oh.make_node("Add", ["c2", "shortcut"], ["sum"], name="add"),
+             oh.make_node("Relu", ["sum"], ["r2"], name="relu2"),
+             oh.make_node("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+             oh.make_node("Reshape", ["g", "flat"], ["v"], name="reshape"),
+             oh.make_node("Mul", ["v", "gain"], ["m"], name="mul"),
+             oh.make_node("Gemm", ["m", "wf", "bf"], ["y"], transB=1, name="fc")]
+    inits = {"w1": dyadic(rng, (2, 1, 3, 3)), "b1": dyadic(rng, (2,)), "w2": dyadic(rng, (4, 2, 3, 3)),
+             "b2": dyadic(rng, (4,)), "zero": np.array([0]), "end": np.array([big]), "two": np.array([2]),
+             "three": np.array([3]), "pads": np.array([0, 1, 0, 0, 0, 1, 0, 0]), "flat": np.array([0, -1]),
+             "gain": np.array([0.5, 2.0, 1.0, 0.25], np.float32), "wf": dyadic(rng, (3, 4)), "bf": dyadic(rng, (3,))}
+    return make_model(nodes, [("x", ["n", 1, 8, 8])], [("y", ["n", 3])], inits)
+
+
+def test_option_a_shortcut_gap_reshape_mul_bit_identical(tmp_path):
+    snn = dyadic_snn(option_a_resnet(), {"r1": np.float32(0.5), "r2": np.array([1.0, 0.5, 0.25, 2.0], np.float32)})
+    graph = read_back(snn, tmp_path)
+    roles = [n.metadata["onnx2snn_role"] for n in graph.nodes.values()]
+    assert sum("selection Conv2d" in r for r in roles) == 3  # two Slices, one Pad
+    assert "Scale" in {type(n).__name__ for n in graph.nodes.values() if n.metadata["onnx_node"] == "mul"}
+    x = dyadic_input()
+    counts, values = onnxruntime_spikes(snn, x)
+    sim = simulate(graph, x, 8)
+    for tensor, node in json.loads(graph.metadata["onnx2snn.neurons"]):
+        assert counts[tensor].sum() > 50
+        assert np.array_equal(counts[tensor], sim.spikes[node].reshape(counts[tensor].shape)), tensor
+    assert np.array_equal(sim.mean("y"), values["y"])
+
+
 # -- the bundled MNIST CNN ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
