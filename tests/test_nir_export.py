@@ -358,3 +358,21 @@ def test_missing_nir_package_is_one_clear_error(mnist_snn, tmp_path, monkeypatch
     with pytest.raises(onnx2snn.ConfigError, match=r"pip install 'onnx2snn\[nir\]'"):
         export_nir(mnist_snn, tmp_path / "model.nir")
     assert not list(tmp_path.iterdir())
+
+
+def test_final_softmax_recorded_for_after_the_mean(tmp_path):
+    rng = np.random.default_rng(6)
+    nodes = [oh.make_node("Gemm", ["x", "w1"], ["h"], transB=1, name="fc1"),
+             oh.make_node("Relu", ["h"], ["r"], name="relu"),
+             oh.make_node("Gemm", ["r", "w2"], ["z"], transB=1, name="fc2"),
+             oh.make_node("Softmax", ["z"], ["p"], axis=1, name="softmax")]
+    ann = make_model(nodes, [("x", ["n", 6])], [("p", ["n", 3])],
+                     {"w1": dyadic(rng, (5, 6)), "w2": dyadic(rng, (3, 5))})
+    snn = dyadic_snn(ann, {"r": np.float32(0.5)})
+    graph = read_back(snn, tmp_path)
+    assert json.loads(graph.metadata["onnx2snn.after_mean"]) == {"p": "Softmax"}
+    x = dyadic(np.random.default_rng(7), (8, 6), scale=4, bound=2.0)
+    _, values = onnxruntime_spikes(snn, x)
+    z = simulate(graph, x, 8).mean("p")
+    e = np.exp(z - z.max(1, keepdims=True))
+    assert np.allclose(e / e.sum(1, keepdims=True), values["p"], atol=1e-6)

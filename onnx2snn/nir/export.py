@@ -104,6 +104,7 @@ class _Export:
     consumers: dict = field(default_factory=dict)  # ONNX tensor name -> number of consumers
     owner: dict = field(default_factory=dict)  # NIR node -> the ONNX tensor it alone produces
     outputs: dict = field(default_factory=dict)  # NIR Output node -> the SNN output it stands for
+    after_mean: dict = field(default_factory=dict)  # SNN output -> Softmax / LogSoftmax applied to the mean
 
     def name(self, base: str) -> str:
         clean = re.sub(r"[^A-Za-z0-9_]", "_", base).strip("_") or "node"
@@ -224,6 +225,11 @@ def _readout_tensors(graph: gs.Graph, meta: metadata.SNNMetadata) -> tuple[dict[
             if id(n) not in skipped:
                 skipped.add(id(n))
                 stack.extend(c for out in n.outputs for c in out.outputs)
+    readout_nodes = [n for n in graph.nodes if id(n) in skipped]
+    for name, out in list(readout.items()):
+        final = next((n.op for n in readout_nodes if n.op in ("Softmax", "LogSoftmax")
+                      and any(o.name == out for o in n.outputs)), None)
+        readout[name] = out if final is None else f"{out}|{final}"
     if not readout:
         raise ConversionError("the SNN has no onnx2snn readout (mean over the T steps); export an SNN "
                               "written by `onnx2snn convert`")
@@ -261,11 +267,16 @@ def _add_inputs(ex: _Export, graph: gs.Graph) -> None:
 
 
 def _add_outputs(ex: _Export, graph: gs.Graph, readout: dict[str, str]) -> None:
-    for per_step, out in readout.items():
+    """One Output per averaged SNN output; ``out|Softmax`` marks a final (Log)Softmax, which the
+    SNN applies after the mean and NIR cannot express (recorded in the metadata)."""
+    for per_step, entry in readout.items():
+        out, _, final = entry.partition("|")
         signal = ex.materialize(ex.signals[per_step])
         name = ex.add(out, ex.nir.Output(output_type={"output": np.array(signal.shape)}), out, "output")
         ex.connect(signal, name)
         ex.outputs[name] = out
+        if final:
+            ex.after_mean[out] = final
 
 
 def _graph_metadata(ex: _Export, model, meta) -> dict:
@@ -275,7 +286,7 @@ def _graph_metadata(ex: _Export, model, meta) -> dict:
         sem.META_ENCODING: "direct (the analog input at every step)",
         sem.META_NEURON: "IFNeuron", sem.META_RESET: ",".join(resets),
         sem.META_NEURONS: json.dumps(ex.neurons),
-        sem.META_OUTPUTS: json.dumps(ex.outputs),
+        sem.META_OUTPUTS: json.dumps(ex.outputs), sem.META_AFTER_MEAN: json.dumps(ex.after_mean),
         sem.META_INPUTS: json.dumps([x.name for x in model.graph.input
                                      if x.name not in {i.name for i in model.graph.initializer}]),
         sem.META_VERSION: __version__, sem.META_SEMANTICS: sem.SEMANTICS_TEXT,

@@ -53,6 +53,7 @@ META_NEURON = "onnx2snn.neuron"
 META_RESET = "onnx2snn.reset"
 META_NEURONS = "onnx2snn.neurons"
 META_OUTPUTS = "onnx2snn.outputs"
+META_AFTER_MEAN = "onnx2snn.after_mean"  # {SNN output: "Softmax" | "LogSoftmax"} applied to the mean
 META_INPUTS = "onnx2snn.inputs"
 META_VERSION = "onnx2snn.version"
 META_SEMANTICS = "onnx2snn.semantics"
