@@ -2,7 +2,7 @@
 layer, and an operation-count energy estimate, from one run of the SNN over data.
 
     counted tensors: every neuron's output and the data input of every weighted layer (Conv,
-                     ConvTranspose, Gemm, MatMul with constant weights), made graph outputs
+                     ConvTranspose, Gemm, MatMul, two-operand Einsum with constant weights), made graph outputs
     per step t:      spikes = nonzero neuron outputs (positive / negative apart for bipolar neurons;
                      the cumulative form's counts step by ±1: its spikes are the nonzero differences)
                      SynOps = Σ nonzero input elements × their exact fan-out (cost/fanout.py), for the
@@ -38,7 +38,7 @@ from ..errors import ConversionError, DataError
 from ..runtime.evaluate import check_label_range, check_pair, classes_of
 from ..runtime.streaming import StreamingSession
 from .energy import EnergyModel
-from .fanout import WEIGHTED_OPS, dense_macs, fanout
+from .fanout import WEIGHTED_OPS, dense_macs, einsum_output_shape, fanout
 
 NEURON_OPS = ("IFNeuron", "BIFNeuron", "TSNeuron", "BIFCount")
 
@@ -122,11 +122,11 @@ class CostReport:
         return json.dumps(self.as_dict())
 
 
-CONVENTION = ("SynOps: every nonzero input element of a weighted layer (Conv, ConvTranspose, Gemm, MatMul with "
-              "constant weights) whose input carries spikes (a neuron's output, through reshapes, pooling, padding, "
+CONVENTION = ("SynOps: every nonzero input element of a weighted layer (Conv, ConvTranspose, Gemm, MatMul, "
+              "Einsum with constant weights) whose input carries spikes (a neuron's output, through reshapes, pooling, padding, "
               "slicing, Concat or a constant scale) counts once per connection it reaches, at every step "
               "(Conv: output channels per group x kernel taps that reach it given stride, padding and dilation; "
-              "Gemm/MatMul: outputs it feeds). Weighted layers on analog values (the input, or the output of a "
+              "Gemm/MatMul: outputs it feeds; Einsum: the sizes of the axes only the constant has, multiplied). Weighted layers on analog values (the input, or the output of a "
               "linear layer or an Add without a neuron in between) count dense MACs once per step they run (once "
               "per sample when hoisted). Pooling, Add, Concat, reshapes, neuron updates and memory accesses are "
               "not counted. Energy = MACs x E_MAC + SynOps x E_AC: an operation-count model, not a "
@@ -168,10 +168,11 @@ def _weighted_nodes(graph: gs.Graph) -> list[tuple[gs.Node, int, list[int]]]:
     """(node, data input index, weight shape) of every layer with constant weights."""
     found = []
     for node in graph.nodes:
-        if node.op not in WEIGHTED_OPS or len(node.inputs) < 2 or node.name.endswith(READOUT_SUFFIX):
+        if node.op not in WEIGHTED_OPS or len(node.inputs) < 2 or node.name.endswith(READOUT_SUFFIX) \
+                or (node.op == "Einsum" and len(node.inputs) != 2):
             continue
         w0, w1 = constant_value(node.inputs[0]), constant_value(node.inputs[1])
-        if node.op == "MatMul" and w0 is not None and w1 is None:
+        if node.op in ("MatMul", "Einsum") and w0 is not None and w1 is None:
             found.append((node, 1, list(w0.shape)))
         elif w1 is not None and w0 is None:
             found.append((node, 0, list(w1.shape)))
@@ -517,9 +518,11 @@ def _runtime_shapes(w: _Weighted, value_shape: tuple, n: int, batch: int, shapes
 def _output_shape(w: _Weighted, in_shape: list[int]) -> list[int]:
     """The output shape ONNX defines for a weighted layer on ``in_shape``."""
     node, wshape = w.node, w.weight_shape
+    if node.op == "Einsum":
+        return einsum_output_shape(node, in_shape, wshape, w.data_index)
     if node.op in ("Gemm", "MatMul"):
         k, m = _matrix_dims(node, w.data_index, wshape)
-        return list(in_shape[:-1]) + [m] if w.data_index == 0 else [wshape[0]] + list(in_shape[1:])
+        return list(in_shape[:-1]) + [m] if w.data_index == 0 else list(in_shape[:-2]) + [m, in_shape[-1]]
     rank = len(in_shape) - 2
     kernel = [int(k) for k in wshape[2:]]
     strides = [int(v) for v in node.attrs.get("strides", [1] * rank)]

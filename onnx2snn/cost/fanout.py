@@ -1,11 +1,13 @@
 """Exact fan-out of every input element of a weighted layer, and its dense MAC count.
 
 Convention (the README's *What the SNN costs*): a nonzero input element of a weighted
-layer (Conv, ConvTranspose, Gemm, MatMul with constant weights) at one step costs one
+layer (Conv, ConvTranspose, Gemm, MatMul, Einsum with constant weights) at one step costs one
 synaptic operation per connection it reaches. For Conv that is the output channels of
 its group times the kernel taps that actually reach it, given stride, padding and
 dilation (elements at the edges reach fewer); for ConvTranspose the taps that land
-inside the output; for Gemm and MatMul the number of outputs each input element feeds.
+inside the output; for Gemm and MatMul the number of outputs each input element feeds; for
+an Einsum the product of the sizes of the axes only its constant operand has (each input
+element meets every combination of them once).
 
 Invariant: ``fanout(...)`` summed over every input element equals the layer's dense MAC
 count per sample (each MAC is one connection from one input element to one output).
@@ -15,7 +17,25 @@ from __future__ import annotations
 import numpy as np
 import onnx_graphsurgeon as gs
 
-WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+from ..core.einsum import labels as einsum_labels
+from ..core.einsum import sizes as einsum_sizes
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum")
+
+
+def _einsum(node: gs.Node, in_shape: list[int], weight_shape: list[int], data_index: int):
+    """(labels of the activation, of the output, size of every label) of a two-operand Einsum."""
+    shapes = [weight_shape, in_shape] if data_index == 1 else [in_shape, weight_shape]
+    parsed = einsum_labels(str(node.attrs.get("equation", "")), [len(s) for s in shapes])
+    if parsed is None:
+        raise ValueError(f"Einsum equation {node.attrs.get('equation')!r} does not match shapes {shapes}")
+    operands, out = parsed
+    return operands[data_index], out, einsum_sizes(operands, shapes)
+
+
+def einsum_output_shape(node: gs.Node, in_shape: list[int], weight_shape: list[int], data_index: int) -> list[int]:
+    _, out, size = _einsum(node, in_shape, weight_shape, data_index)
+    return [size[label] for label in out]
 
 
 def conv_taps(in_len: int, kernel: int, stride: int, pad_begin: int, dilation: int, out_len: int,
@@ -93,12 +113,19 @@ def fanout(node: gs.Node, in_shape: list[int], out_shape: list[int], weight_shap
         if data_index == 0:  # x[..., K] · W[K, M]: each element feeds M outputs
             return np.full([1], int(weight_shape[-1]), np.int64)
         return np.full([1], int(weight_shape[-2]), np.int64)  # W[M, K] · x[K, ...]: M outputs
+    if node.op == "Einsum":  # every (input element, constant-only axes) combination is one MAC
+        data, _, size = _einsum(node, in_shape, weight_shape, data_index)
+        only_weights = [label for label in size if label not in data]
+        return np.full([1], int(np.prod([size[label] for label in only_weights])), np.int64)
     raise ValueError(f"{node.op} is not a weighted layer")
 
 
 def dense_macs(node: gs.Node, in_shape: list[int], out_shape: list[int], weight_shape: list[int],
                data_index: int = 0) -> int:
     """Multiply-accumulates of one run of the layer on ``in_shape`` (all rows of it)."""
+    if node.op == "Einsum":  # the product of every axis size, the batch included
+        _, _, size = _einsum(node, in_shape, weight_shape, data_index)
+        return int(np.prod(list(size.values())))
     f = fanout(node, in_shape, out_shape, weight_shape, data_index)
     rows = int(in_shape[0]) if node.op in ("Conv", "ConvTranspose", "Gemm") else 1
     per_row = np.broadcast_to(f, in_shape[1:]).sum() if node.op != "MatMul" else \

@@ -19,6 +19,7 @@ import onnx_graphsurgeon as gs
 import onnx
 
 from .. import metadata
+from ..core.einsum import labels as einsum_labels
 from ..core.graph import SNN_DOMAIN, constant_value, is_empty, is_graph_output, node_label
 from ..errors import ConversionError, UnsupportedOpError
 from .activations import relu_cap
@@ -28,14 +29,18 @@ from .remove_identity import dropout_kept_reason
 LINEAR_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization"}
 POOLING = {"AveragePool", "GlobalAveragePool", "MaxPool", "GlobalMaxPool", "LpPool"}
 STRUCTURAL = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice", "Pad", "Concat",
-              "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand", "Gather"}
+              "ReduceMean", "ReduceSum", "Identity", "Dropout", "Cast", "Split", "Expand", "Gather",
+              "DepthToSpace", "SpaceToDepth"}
+# fixed linear maps of each sample (interpolation weights from constant scales or sizes; batch scale 1)
+RESAMPLING = {"Resize", "Upsample"}
+PAD_MODES = ("constant", "reflect", "edge", "wrap")  # each a copy (or a constant) per output element
 SHAPE_ONLY = {"Shape", "Size"}
 FINAL_ONLY = {"Softmax", "LogSoftmax"}
 # ops whose constant operand may hold one row per sample of a fixed batch (per_sample_constants)
 PER_SAMPLE_OPS = {"Add", "Sub", "Mul", "Div", "Sum", "Concat"}
 
-ALL_SUPPORTED = (LINEAR_WEIGHTED | POOLING | STRUCTURAL | FINAL_ONLY
-                 | {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "MatMul", "Sum"})
+ALL_SUPPORTED = (LINEAR_WEIGHTED | POOLING | STRUCTURAL | FINAL_ONLY | RESAMPLING
+                 | {"Relu", "Clip", "Add", "Sub", "Mul", "Div", "MatMul", "Einsum", "Sum"})
 
 
 def _axes(node: gs.Node, rank: int | None) -> list[int] | None:
@@ -99,6 +104,225 @@ def _batch_mixing_constant(node: gs.Node, acts: set[str], batch: int | None = No
     return ""
 
 
+def _str_attr(node: gs.Node, name: str, default: str) -> str:
+    value = node.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _input_batch(graph: gs.Graph) -> int | None:
+    """The batch size every graph input of known rank fixes (1 included; None: dynamic or they disagree)."""
+    batches = {x.shape[0] for x in graph.inputs if x.shape}
+    if len(batches) == 1:
+        (b,) = batches
+        if isinstance(b, int) and b > 0:
+            return b
+    return None
+
+
+def resize_operands(node: gs.Node) -> tuple:
+    """(roi, scales, sizes) of a Resize or Upsample: each a tensor, a constant array (Upsample-7's
+    ``scales`` attribute) or None when absent. Resize-10 has (X, scales); 11 and later (X, roi, scales[, sizes])."""
+    def given(i):
+        return node.inputs[i] if len(node.inputs) > i and not is_empty(node.inputs[i]) else None
+    if node.op == "Upsample":
+        scales = given(1)
+        if scales is None and "scales" in node.attrs:
+            scales = np.asarray(node.attrs["scales"], np.float32)
+        return None, scales, None
+    if len(node.inputs) == 2:
+        return None, given(1), None
+    return given(1), given(2), given(3)
+
+
+def _value(operand):
+    return operand if isinstance(operand, np.ndarray) else (None if operand is None else constant_value(operand))
+
+
+def resize_batch_index(node: gs.Node, rank: int | None) -> int | None:
+    """Index of the batch axis in a Resize's scales / sizes / roi vectors (None when Resize-18's ``axes``
+    leaves it out); -1 when ``axes`` names a negative axis of unknown rank."""
+    if "axes" not in node.attrs:
+        return 0
+    axes = [int(a) for a in node.attrs["axes"]]
+    if any(a < 0 for a in axes) and rank is None:
+        return -1
+    axes = [a + rank if a < 0 else a for a in axes] if rank is not None else axes
+    return axes.index(0) if 0 in axes else None
+
+
+def _from_runtime_batch(tensor, acts: set[str], depth: int = 0) -> bool:
+    """Whether the first entry of a computed sizes vector is the run-time batch of an activation:
+    Concat(Slice(Shape(x), 0, k) or Shape(x) or Gather(Shape(x), 0), ...), through Cast/Unsqueeze
+    (what exporters write for ``interpolate(size=...)`` with a dynamic batch)."""
+    if depth > 8 or tensor is None or not len(getattr(tensor, "inputs", [])):
+        return False
+    node = tensor.inputs[0]
+    if node.op in ("Concat", "Cast", "Unsqueeze") and node.inputs:
+        return _from_runtime_batch(node.inputs[0], acts, depth + 1)
+    if node.op == "Shape":
+        return node.inputs[0].name in acts and int(node.attrs.get("start", 0)) == 0
+    if node.op == "Slice" and node.inputs:
+        if len(node.inputs) > 1:
+            start = constant_value(node.inputs[1])
+            axes = constant_value(node.inputs[3]) if len(node.inputs) > 3 and not is_empty(node.inputs[3]) else None
+        else:
+            start, axes = node.attrs.get("starts"), node.attrs.get("axes")
+        if start is None or int(np.asarray(start).reshape(-1)[0]) != 0 or \
+                (axes is not None and int(np.asarray(axes).reshape(-1)[0]) != 0):
+            return False
+        return _from_runtime_batch(node.inputs[0], acts, depth + 1)
+    if node.op == "Gather" and len(node.inputs) == 2:
+        index = constant_value(node.inputs[1])
+        return index is not None and index.size == 1 and int(index.reshape(-1)[0]) == 0 \
+            and _from_runtime_batch(node.inputs[0], acts, depth + 1)
+    return False
+
+
+def _resize_reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
+    """Resize / Upsample is a fixed linear map of each sample (nearest: a selection; linear, cubic: fixed
+    interpolation weights; tf_crop_and_resize's extrapolation value: a constant) when its scales or
+    sizes are constant (or the sizes' batch entry is the run-time batch) and it keeps the batch axis."""
+    op, rank = node.op, _rank(node.inputs[0])
+    if any(t.name in acts for t in node.inputs[1:] if not is_empty(t)):
+        return f"{op} with scales, sizes or roi computed from activations cannot be converted"
+    mode = _str_attr(node, "mode", "nearest")
+    if mode not in ("nearest", "linear", "bilinear", "cubic"):
+        return f"{op} in mode '{mode}' is not supported (nearest, linear, cubic)"
+    roi, scales, sizes = resize_operands(node)
+    index = resize_batch_index(node, rank)
+    if index == -1:
+        return f"{op} with negative axes on an input of unknown rank: export with shapes"
+    if index is not None and _str_attr(node, "keep_aspect_ratio_policy", "stretch") != "stretch":
+        return (f"{op} with keep_aspect_ratio_policy '{_str_attr(node, 'keep_aspect_ratio_policy', '')}' over "
+                "the batch axis scales the batch (give axes without 0, or the policy 'stretch')")
+    scale_values, size_values = _value(scales), _value(sizes)
+    if scales is not None and scale_values is None:
+        return f"{op} with computed scales cannot be converted (only constant scales or sizes)"
+    if sizes is not None and size_values is None and not (index == 0 and _from_runtime_batch(sizes, acts)):
+        if index is not None:
+            return (f"{op} with computed sizes whose batch entry cannot be checked to be the batch "
+                    "(only constant sizes, or sizes starting with Shape(x)[0])")
+    if index is not None and scale_values is not None and scale_values.size:
+        if scale_values.size <= index or float(scale_values.reshape(-1)[index]) != 1.0:
+            return f"{op} with a scale other than 1 along the batch axis mixes samples"
+    elif index is not None and size_values is not None and size_values.size:
+        batch = _input_batch(graph)
+        first = int(size_values.reshape(-1)[index]) if size_values.size > index else None
+        if batch is None or first != batch:
+            return (f"{op} with constant sizes whose batch entry ({first}) is not the model's fixed batch "
+                    f"({'dynamic' if batch is None else batch}): export with scales, or with a fixed batch")
+    elif index is not None and scale_values is None and size_values is None and sizes is None:
+        return f"{op} without scales or sizes cannot be converted"
+    if _str_attr(node, "coordinate_transformation_mode", "half_pixel") == "tf_crop_and_resize" \
+            and index is not None:
+        r = _value(roi)
+        if r is None:
+            return f"{op} with tf_crop_and_resize and a computed roi cannot be converted"
+        r = r.reshape(-1).astype(np.float64)
+        n = r.size // 2
+        if n <= index or r[index] != 0.0 or r[n + index] != 1.0:
+            return f"{op} with tf_crop_and_resize whose roi crops the batch axis mixes samples"
+    return ""
+
+
+def _pad_reason(node: gs.Node) -> str:
+    """Pad is a copy of each sample's elements (constant, reflect, edge, wrap) plus a constant border
+    (the same every step: it commutes with the time average as a bias does) when it pads no batch rows."""
+    mode = _str_attr(node, "mode", "constant")
+    if mode not in PAD_MODES:
+        return f"Pad in mode '{mode}' is not supported ({', '.join(PAD_MODES)})"
+    pads = node.attrs.get("pads") if "pads" in node.attrs else (
+        constant_value(node.inputs[1]) if len(node.inputs) > 1 else None)
+    value = node.attrs.get("value", 0.0)
+    if len(node.inputs) > 2 and not is_empty(node.inputs[2]):
+        v = constant_value(node.inputs[2])
+        value = None if v is None else v
+    if pads is None or value is None:
+        return "Pad with computed pads or value cannot be converted"
+    pads = np.asarray(pads).reshape(-1).astype(np.int64)
+    rank = _rank(node.inputs[0])
+    if len(node.inputs) > 3 and not is_empty(node.inputs[3]):
+        axes = constant_value(node.inputs[3])
+        if axes is None:
+            return "Pad with computed axes cannot be converted"
+        axes = [int(a) for a in axes.reshape(-1)]
+        if any(a < 0 for a in axes) and rank is None:
+            return "Pad with negative axes on an input of unknown rank: export with shapes"
+        axes = [a + rank if a < 0 else a for a in axes]
+    else:
+        axes = list(range(pads.size // 2))
+    if 0 in axes and pads.size >= 2 * len(axes):
+        i = axes.index(0)
+        if pads[i] != 0 or pads[len(axes) + i] != 0:
+            return "Pad along the batch axis mixes samples"
+    return ""
+
+
+def einsum_reason(node: gs.Node, act_index: int, ranks: list[int | None]) -> str:
+    """Why an Einsum whose operand ``act_index`` is the activation (the others constant) is not a fixed
+    linear map of each sample: the activation's axis 0 must be output axis 0, not contracted, not
+    repeated and not met by a constant's axis (a broadcast axis of size 1 excepted)."""
+    parsed = einsum_labels(node.attrs.get("equation", ""), ranks)
+    if parsed is None:
+        return "Einsum whose equation does not match its operands' ranks (or an ellipsis of unknown rank)"
+    operands, out = parsed
+    act = operands[act_index]
+    if not act:
+        return "Einsum on a scalar activation has no batch axis"
+    batch = act[0]
+    if act.count(batch) > 1:
+        return "Einsum that takes a diagonal over the batch axis mixes samples"
+    if not out or out[0] != batch:
+        return ("Einsum whose output does not keep the activation's batch axis first (contracted or moved) "
+                "mixes samples")
+    for i, (labels, t) in enumerate(zip(operands, node.inputs)):
+        if i == act_index or batch not in labels:
+            continue
+        v = constant_value(t)
+        if isinstance(batch, str) or v is None or v.shape[labels.index(batch)] != 1:
+            return "Einsum whose constant operand has an axis along the batch axis mixes samples"
+    return ""
+
+
+def _broadcast_reason(node: gs.Node, acts: set[str]) -> str:
+    """Reason if a constant operand of an elementwise op has a higher rank than every activation operand:
+    broadcasting then adds leading axes, and the batch axis is no longer axis 0."""
+    ranks = [_rank(t) for t in node.inputs if t.name in acts]
+    if not ranks or None in ranks:
+        return ""
+    for t in node.inputs:
+        v = constant_value(t)
+        if v is not None and t.name not in acts and v.ndim > max(ranks):
+            return (f"its constant operand '{t.name}' has rank {v.ndim}, more than the activation's "
+                    f"{max(ranks)}: broadcasting adds leading axes, and the batch axis moves")
+    return ""
+
+
+def _matmul_reason(node: gs.Node, act_inputs: list[int]) -> str:
+    """MatMul is a fixed linear map of each sample with one constant operand that keeps the batch axis:
+    x[N, ..., K]·W (W of rank ≤ x's, a leading broadcast axis of size 1 when of the same rank ≥ 3), or
+    C·x with x of rank ≥ 3 (x[N, ..., K, M]: its axis 0 is a broadcast batch axis)."""
+    if len(act_inputs) != 1:
+        return "MatMul of two activations is not a fixed linear layer"
+    (i,) = act_inputs
+    x, other = node.inputs[i], node.inputs[1 - i]
+    rank, w = _rank(x), constant_value(other)
+    if i == 1:
+        if w is None:
+            return "MatMul with a computed (non-constant) left operand is not a fixed linear layer"
+        if rank is None or rank < 3:
+            return ("MatMul with the activation on the right contracts its batch axis unless it has rank 3 "
+                    "or more (C·x[N, ..., K, M])")
+    if w is None or rank is None:
+        return ""
+    if w.ndim > max(rank, 2):
+        return f"MatMul whose constant operand has rank {w.ndim} > the activation's {rank} moves the batch axis"
+    if w.ndim == rank and rank >= 3 and w.shape[0] != 1:
+        return (f"MatMul whose constant operand has {w.shape[0]} rows along the batch axis: batch-dependent "
+                "weights cannot be used once time is folded into the batch")
+    return ""
+
+
 def _slice_touches_batch(node: gs.Node) -> bool:
     if len(node.inputs) > 1:  # opset >= 10: starts, ends, axes, steps as inputs
         vals = [None if is_empty(t) else constant_value(t) for t in list(node.inputs[1:5])]
@@ -140,17 +364,24 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
             return "BatchNormalization in training mode; export the model in eval mode"
         return ""
     if op == "MatMul":
-        if act_inputs != [0]:
-            return "MatMul of two activations (or activation on the right) is not a fixed linear layer"
-        return ""
+        return _matmul_reason(node, act_inputs)
+    if op == "Einsum":
+        if len(act_inputs) != 1:
+            return "Einsum of two activations is not linear; only an Einsum with constant other operands converts"
+        if any(constant_value(t) is None for i, t in enumerate(node.inputs) if i != act_inputs[0]):
+            return "Einsum with a computed (non-constant) operand is not a fixed linear layer"
+        return einsum_reason(node, act_inputs[0], [_rank(t) if t.name in acts else constant_value(t).ndim
+                                                   for t in node.inputs])
     if op in ("Mul", "Div"):
         if len(act_inputs) > 1:
             return f"{op} of two activations is not linear; only scaling by a constant converts"
         if op == "Div" and act_inputs == [1]:
             return "Div by an activation is not linear"
-        return _batch_mixing_constant(node, acts, fixed_batch(graph))
+        return _broadcast_reason(node, acts) or _batch_mixing_constant(node, acts, fixed_batch(graph))
     if op in ("Add", "Sub", "Sum"):
-        return _batch_mixing_constant(node, acts, fixed_batch(graph))
+        return _broadcast_reason(node, acts) or _batch_mixing_constant(node, acts, fixed_batch(graph))
+    if op in RESAMPLING:
+        return _resize_reason(graph, node, acts)
     if op in FINAL_ONLY:
         out = node.outputs[0]
         if is_graph_output(graph, out) and not out.outputs:
@@ -188,26 +419,7 @@ def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
     if op == "Slice" and _slice_touches_batch(node):
         return "Slice along the batch axis mixes samples"
     if op == "Pad":
-        mode = node.attrs.get("mode", "constant")
-        if isinstance(mode, bytes):
-            mode = mode.decode()
-        if mode != "constant":
-            return f"Pad in mode '{mode}' is not supported (only constant zero padding)"
-        pads = node.attrs.get("pads") if "pads" in node.attrs else (
-            constant_value(node.inputs[1]) if len(node.inputs) > 1 else None)
-        value = node.attrs.get("value", 0.0)
-        if len(node.inputs) > 2 and not is_empty(node.inputs[2]):
-            v = constant_value(node.inputs[2])
-            value = None if v is None else float(np.asarray(v).reshape(-1)[0])
-        if pads is None or value is None:
-            return "Pad with computed pads or value cannot be converted"
-        pads = np.asarray(pads).reshape(-1)
-        if len(node.inputs) > 3 and not is_empty(node.inputs[3]):
-            return "Pad with an axes input is not supported"
-        if pads.size and (pads[0] != 0 or pads[pads.size // 2] != 0):
-            return "Pad along the batch axis mixes samples"
-        if value != 0.0:
-            return f"Pad with value {value} is not supported (only zero padding)"
+        return _pad_reason(node)
     if op == "Gather":  # a selection along a feature axis (e.g. x[:, t] of a sequence) is linear
         axis = int(node.attrs.get("axis", 0))
         if axis == 0 or (rank is not None and axis == -rank):

@@ -30,6 +30,7 @@ import onnx_graphsurgeon as gs
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value
 from ..core.shapes import tensor_shapes
+from ..passes.check_support import einsum_reason, resize_batch_index, resize_operands
 
 # act on every row of axis 0 independently, whatever their attributes
 ROW_WISE = {"Conv", "ConvTranspose", "BatchNormalization", "AveragePool", "GlobalAveragePool",
@@ -66,6 +67,16 @@ def _const_axes(node: gs.Node) -> list[int] | None:
 def _keeps_rows(node: gs.Node, rank: int | None) -> bool:
     """Whether ``node`` maps each row of axis 0 to one row of its output, alone."""
     op = node.op
+    if op == "MatMul" and constant_value(node.inputs[0]) is not None:  # C·x[N, ..., K, M]
+        c = constant_value(node.inputs[0])
+        return constant_value(node.inputs[1]) is None and rank is not None and rank >= 3 \
+            and (c.ndim < rank or (c.ndim == rank and c.shape[0] == 1))
+    if op == "Einsum":
+        act = [i for i, t in enumerate(node.inputs) if constant_value(t) is None]
+        ranks = [rank if i in act else constant_value(t).ndim for i, t in enumerate(node.inputs)]
+        return len(act) == 1 and not einsum_reason(node, act[0], ranks)
+    if op in ("Resize", "Upsample"):
+        return _resize_keeps_rows(node, rank)
     if op in FIRST_INPUT_OPS and (constant_value(node.inputs[0]) is not None
                                   or any(constant_value(t) is None for t in node.inputs[1:] if t.name)):
         return False
@@ -165,6 +176,21 @@ class HoistTimeInvariantPass:
             count += 1
         graph.cleanup().toposort()
         return PassResult(graph, count)
+
+
+def _resize_keeps_rows(node: gs.Node, rank: int | None) -> bool:
+    """A Resize/Upsample with constant scales whose batch scale is 1 (or whose ``axes`` leave the batch
+    out); constant sizes name the batch (T·N once folded) and stay after the Tile."""
+    roi, scales, sizes = resize_operands(node)
+    if any(t is not None and not isinstance(t, np.ndarray) and constant_value(t) is None for t in (roi, scales, sizes)):
+        return False
+    index = resize_batch_index(node, rank)
+    if index is None:
+        return True
+    if index < 0 or (sizes is not None and constant_value(sizes).size):
+        return False
+    value = scales if isinstance(scales, np.ndarray) else (None if scales is None else constant_value(scales))
+    return value is not None and value.size > index and float(value.reshape(-1)[index]) == 1.0
 
 
 def _batch_shaped(tensor, rank: int | None) -> bool:

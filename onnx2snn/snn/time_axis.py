@@ -10,7 +10,9 @@ batch N (a flatten [N, -1], torch's dynamo flatten [1, -1] with allowzero=1, a
 Shape(x) computation that constant folding turned into constants, as in the
 expansion of DepthToSpace / SpaceToDepth) or merges or splits the batch axis
 ([1, N·F], [N·F]) gets T·k in its place (0, "copy", and -1 follow by themselves;
-no zero is introduced, so ``allowzero`` keeps its meaning). A constant operand of an elementwise op or a Concat that
+no zero is introduced, so ``allowzero`` keeps its meaning). A Resize's constant
+``sizes`` hard-code the fixed batch N the same way: its batch entry becomes T·N
+(constant scales keep the batch scale 1, which needs nothing). A constant operand of an elementwise op or a Concat that
 holds one row per sample of the fixed batch N (passes/check_support.py,
 ``per_sample_constants``) is tiled T times like the inputs, so row t·N + n still
 meets row n. Intermediate shape annotations are dropped (their batch size changed).
@@ -26,7 +28,8 @@ import onnx_graphsurgeon as gs
 from ..core.builder import Builder
 from ..core.graph import NameScope, PassResult, constant_value, is_graph_output, replace_uses
 from ..errors import ConversionError
-from ..passes.check_support import activation_tensors, fixed_batch, per_sample_constants
+from ..passes.check_support import (activation_tensors, fixed_batch, per_sample_constants, resize_batch_index,
+                                    resize_operands)
 
 
 class AddTimeAxisPass:
@@ -39,6 +42,7 @@ class AddTimeAxisPass:
         acts, batch = activation_tensors(graph), fixed_batch(graph)
         per_sample = [(node, per_sample_constants(node, acts, batch)) for node in graph.nodes]
         reshapes = [n for n in graph.nodes if n.op == "Reshape" and n.inputs[0].name in acts]
+        resizes = [n for n in graph.nodes if n.op == "Resize" and n.inputs and n.inputs[0].name in acts]
         for x in graph.inputs:
             if x.shape is None or len(x.shape) == 0:
                 raise ConversionError(f"graph input '{x.name}' has no known rank; export the model with "
@@ -58,6 +62,8 @@ class AddTimeAxisPass:
                 count += 1
         for node in reshapes:
             count += self._fold_reshape(node, Builder(names, node.outputs[0].name))
+        for node in resizes:
+            count += self._fold_resize_sizes(node, Builder(names, node.outputs[0].name))
         for tensor in graph.tensors().values():
             if isinstance(tensor, gs.Variable) and not any(t is tensor for t in graph.inputs) \
                     and not is_graph_output(graph, tensor):
@@ -86,4 +92,18 @@ class AddTimeAxisPass:
         new = shape.astype(np.int64).copy()
         new[0] *= self.timesteps
         node.inputs[1] = b.const(node.inputs[1].name + "_timefolded", new)
+        return True
+
+    def _fold_resize_sizes(self, node: gs.Node, b: Builder) -> bool:
+        """Make a Resize's constant ``sizes`` follow the T blocks: its batch entry k > 0 (the fixed batch,
+        check_support) becomes T·k."""
+        _, _, sizes = resize_operands(node)
+        value = None if sizes is None else constant_value(sizes)
+        index = resize_batch_index(node, len(node.inputs[0].shape) if node.inputs[0].shape is not None else None)
+        if value is None or value.ndim != 1 or index is None or index < 0 or value.size <= index \
+                or int(value[index]) <= 0:
+            return False
+        new = value.astype(np.int64).copy()
+        new[index] *= self.timesteps
+        node.inputs[3] = b.const(sizes.name + "_timefolded", new)
         return True
