@@ -73,6 +73,18 @@ class MemoryEstimate:
         return replace(self, chunk=chunk)
 
 
+def _itemsize(dtype) -> int:
+    """Bytes per element; graphsurgeon gives the ONNX enum for types numpy has no dtype for (bfloat16,
+    float8, int4): their storage size, or 4 when onnx does not know it either."""
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        try:
+            return max(1, np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(dtype))).itemsize)
+        except Exception:  # noqa: BLE001 - an estimate: never the reason a conversion fails
+            return 4
+
+
 def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     """Weights and per-sample activation bytes of one run of ``model``."""
     from ..core.shapes import at_sample_batch, tensor_shapes
@@ -86,11 +98,11 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     per_run = largest = io_run = 0
     for name in computed:
         tensor = graph.tensors().get(name)
-        dtype = np.dtype(tensor.dtype) if tensor is not None and tensor.dtype is not None else np.dtype(np.float32)
+        itemsize = _itemsize(tensor.dtype) if tensor is not None and tensor.dtype is not None else 4
         dims = shapes.get(name)
         if dims is None or not all(isinstance(d, int) for d in dims):
             continue  # unknown: shape arithmetic and scalars, negligible next to activations
-        nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        nbytes = int(np.prod(dims, dtype=np.int64)) * itemsize
         per_run += nbytes
         largest = max(largest, nbytes)
         io_run += nbytes if name in io else 0
