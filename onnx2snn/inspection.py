@@ -16,6 +16,7 @@ from .core.graph import onnx_opset
 from .errors import ConversionError, UnsupportedOpError
 from .passes import (DetectQuantizedActivationsPass, FoldConstantsPass, check_not_snn, find_unsupported, import_model,
                      relu_cap)
+from .passes import leaky_relu
 from .recipes import recurrent
 
 UNSUPPORTED = "UNSUPPORTED: "
@@ -100,6 +101,15 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
     offenders = {**{name: reason for name, _, reason in find_unsupported(graph, set(detect.quantizers) | detect.encoded)},
                  **quant_offenders}
     quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
+    two_relus = set()  # LeakyRelu / PRelu that canonicalize rewrites as two ReLUs (passes/leaky_relu.py)
+    for node in [n for n in graph.nodes if n.op in leaky_relu.OPS]:
+        name = node.name or f"<unnamed {node.op}>"
+        reason = leaky_relu.analyse(graph, node, set(detect.quantizers) | detect.encoded)[1]
+        if not reason:
+            offenders.pop(name, None)
+            two_relus.add(name)
+        elif name in offenders:
+            offenders[name] = reason
     rows: Counter = Counter()
     statuses = {}
     for node in graph.nodes:
@@ -109,6 +119,8 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
         elif name in quantized:
             q = detect.quantizers[node.outputs[0].name]
             status = f"quantized activation ({q.levels} levels, {q.pattern}): becomes BIFNeuron"
+        elif name in two_relus:
+            status = "becomes two IFNeuron populations, on x and on −x, combined as a − slope·b (exact in the ANN)"
         elif relu_cap(node)[0]:
             status = "becomes IFNeuron"
         elif node.op == "BatchNormalization":
