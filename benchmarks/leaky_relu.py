@@ -137,7 +137,8 @@ def ann_top1(ann: onnx.ModelProto) -> float:
     test = np.load(TEST)
     sess = ort.InferenceSession(ann.SerializeToString(), providers=["CPUExecutionProvider"])
     name, batch = ann.graph.input[0].name, ann.graph.input[0].type.tensor_type.shape.dim[0].dim_value or 100
-    logits = np.concatenate([sess.run(None, {name: test["x"][i:i + batch]})[0] for i in range(0, len(test["x"]), batch)])
+    logits = np.concatenate([sess.run(None, {name: test["x"][i:i + batch]})[0]
+                             for i in range(0, len(test["x"]), batch)])
     return 100.0 * float((logits.argmax(1) == test["labels"]).mean())
 
 
@@ -152,7 +153,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     configs = [("percentile, channel-wise", dict(channel_wise=True), None), ("--preset best", {}, "best")]
     exporters = [False, True] if args.dynamo else [False]
-    print("| model | exporter | config | ANN | ANN, slope 0 | " + " | ".join(f"T={t}" for t in steps) + " | convert s |")
+    columns = " | ".join(f"T={t}" for t in steps)
+    print(f"| model | exporter | config | ANN | ANN, slope 0 | {columns} | convert s |")
     print("|---|---|---|---|---|" + "---|" * len(steps) + "---|")
     for kind in KINDS:
         model = train(kind)
@@ -163,8 +165,9 @@ def main() -> None:
                 snn_model, seconds = convert(ann_model, max(steps), config, preset)
                 ann, snn = top1(ann_model, snn_model)
                 cells = " | ".join(f"{snn[t]:.1f}" for t in steps)
-                print(f"| {kind} | {'dynamo' if dynamo else 'TorchScript'} | {label} | {ann:.1f} | {relu_only:.1f} | {cells} "
-                      f"| {seconds:.1f} |", flush=True)
+                exporter = "dynamo" if dynamo else "TorchScript"
+                print(f"| {kind} | {exporter} | {label} | {ann:.1f} | {relu_only:.1f} | {cells} | {seconds:.1f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def _activation(kind: str, x: str, y: str, name: str, opset: int, shape: tuple):
     if kind == "leaky":
         return oh.make_node("LeakyRelu", [x], [y], name=name, alpha=0.27), {}
     slope = {"prelu_scalar": np.array([0.3], np.float32),
-             "prelu_channel": np.linspace(-0.5, 0.8, shape[0], dtype=np.float32).reshape((-1,) + (1,) * (len(shape) - 1)),
+             "prelu_channel": np.linspace(-0.5, 0.8, shape[0], dtype=np.float32).reshape(
+                 (-1,) + (1,) * (len(shape) - 1)),
              "prelu_full": RNG.uniform(-0.3, 0.9, shape).astype(np.float32)}[kind]
     return oh.make_node("PRelu", [x, name + ".slope"], [y], name=name), {name + ".slope": slope}
 
@@ -218,7 +219,7 @@ def _snn_error(ann, config, x) -> float:
     snn = onnx2snn.convert(ann, {"x": _data()}, config).model
     want = run(ann, {"x": x})[0]
     if config.form.value == "streaming":
-        got = onnx2snn.StreamingSession(snn).run({"x": x}, config.timesteps)["y"][-1]  # the running mean after each step
+        got = onnx2snn.StreamingSession(snn).run({"x": x}, config.timesteps)["y"][-1]  # running mean per step
     else:
         got = onnx2snn.InferenceSession(snn.SerializeToString()).run(["y"], {"x": x})[0]
     assert got.shape == want.shape

@@ -23,9 +23,9 @@ the move is made for ``--neuron tsep`` too: there it is exact when the pooled cu
 vary over the steps, and refused by the temporal recipe otherwise).
 
 Refused (left in place and listed in :attr:`refused`; canonicalize gives the support check's
-error for such a node this reason): a PRelu whose slope is no constant (computed from activations, or a model input),
-a slope that does not broadcast to x, and an activation whose output is quantized (a QCFS-
-or QDQ-style quantized LeakyReLU, signed levels: out of scope).
+error for such a node this reason): a PRelu whose slope is no constant (computed from
+activations, or a model input), a slope that does not broadcast to x, and an activation whose
+output is quantized (a QCFS- or QDQ-style quantized LeakyReLU, signed levels: out of scope).
 
 Invariant: graph outputs equal before and after (float rounding only); no LeakyRelu or PRelu
 is left but those named in :attr:`refused`; each rewritten node's output tensor keeps its name
