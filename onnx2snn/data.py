@@ -19,7 +19,8 @@ import onnx
 
 from .errors import CalibrationError, DataError
 
-_ONNX_TO_NP = {1: np.float32, 10: np.float16, 11: np.float64}
+_ONNX_TO_NP = {1: np.float32, 10: np.float16, 11: np.float64, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16,
+               6: np.int32, 7: np.int64, 9: np.bool_, 12: np.uint32, 13: np.uint64}
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,11 @@ def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
     out, count = {}, None
     for spec in inputs:
         arr = np.asarray(chosen[spec.name])
-        if arr.dtype.kind not in "fc" or arr.dtype.kind == "c":
+        if spec.dtype.kind in "iub":  # an index or mask input (e.g. an embedding's token ids)
+            if arr.dtype.kind not in "iub":
+                raise DataError(f"{what} for input '{spec.name}' has dtype {arr.dtype}; the model expects "
+                                f"{spec.dtype} (integer indices, saved as integers)")
+        elif arr.dtype.kind != "f":
             raise DataError(f"{what} for input '{spec.name}' has dtype {arr.dtype}; the model expects "
                             f"{spec.dtype} (preprocess and save floats, e.g. images/255 as float32)")
         if arr.ndim != len(spec.shape):
@@ -115,7 +120,7 @@ def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
             if want is not None and have != want:
                 raise DataError(f"{what} for input '{spec.name}' has shape {arr.shape}; the model expects "
                                 f"{_fmt(spec.shape)} (axis {axis} is {have}, not {want})")
-        if not np.all(np.isfinite(arr)):
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
             raise DataError(f"{what} for input '{spec.name}' contains {bad} NaN/Inf value(s); clean the data")
         if arr.shape[0] == 0:

@@ -14,6 +14,8 @@ import onnx
 
 from .core.graph import onnx_opset
 from .errors import ConversionError, UnsupportedOpError
+from .passes.check_support import activation_tensors, support_reason
+from .passes.tail import tail_nodes
 from .passes import (DetectQuantizedActivationsPass, FoldConstantsPass, check_not_snn, find_unsupported, import_model,
                      relu_cap)
 from .passes import leaky_relu
@@ -110,6 +112,9 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
             two_relus.add(name)
         elif name in offenders:
             offenders[name] = reason
+    acts = activation_tensors(graph)
+    after = {id(n) for n in tail_nodes(graph, acts, lambda n: support_reason(graph, n, acts),
+                                       set(detect.quantizers) | detect.encoded)}
     rows: Counter = Counter()
     statuses = {}
     for node in graph.nodes:
@@ -121,6 +126,8 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
             status = f"quantized activation ({q.levels} levels, {q.pattern}): becomes BIFNeuron"
         elif name in two_relus:
             status = "becomes two IFNeuron populations, on x and on −x, combined as a − slope·b (exact in the ANN)"
+        elif id(node) in after:
+            status = "runs once after the readout, on the averaged values"
         elif relu_cap(node)[0]:
             status = "becomes IFNeuron"
         elif node.op == "BatchNormalization":

@@ -9,11 +9,13 @@ from onnx2snn.core.graph import import_model
 
 
 def test_every_offending_node_is_named():
-    nodes = [oh.make_node("Sigmoid", ["x"], ["a"], name="/act/Sigmoid"),
+    """Between neurons (before the first, and after the last, any op runs once: passes/tail.py)."""
+    nodes = [oh.make_node("Relu", ["x0"], ["x"], name="first"),
+             oh.make_node("Sigmoid", ["x"], ["a"], name="/act/Sigmoid"),
              oh.make_node("Tanh", ["a"], ["b"], name="/act/Tanh"),
              oh.make_node("Mul", ["b", "x"], ["c"], name="gate"),
              oh.make_node("Relu", ["c"], ["y"], name="ok")]
-    model = make_model(nodes, [("x", ["N", 4])], [("y", ["N", 4])])
+    model = make_model(nodes, [("x0", ["N", 4])], [("y", ["N", 4])])
     with pytest.raises(UnsupportedOpError) as info:
         prepare(model)
     msg = str(info.value)
@@ -34,7 +36,9 @@ def test_every_offending_node_is_named():
     (oh.make_node("Gather", ["x", "x"], ["y"], axis=1), "computed from activations"),
 ])
 def test_batch_mixing_and_nonlinear_ops_rejected(node, reason):
-    model = make_model([node], [("x", ["N", 4])], [("y", ["N", 4])],
+    """Between two neurons; before the first or after the last the same ops run once (passes/tail.py)."""
+    model = make_model([oh.make_node("Relu", ["x0"], ["x"]), node, oh.make_node("Relu", ["y"], ["z"])],
+                       [("x0", ["N", 4])], [("z", ["N", 4])],
                        {"lo": np.array(-1.0, np.float32), "idx": np.array([0, 1, 2, 3], np.int64)})
     offenders = find_unsupported(import_model(model))
     assert len(offenders) == 1 and reason in offenders[0][2]
@@ -44,8 +48,8 @@ def test_final_softmax_accepted_inner_softmax_rejected():
     final = make_model([oh.make_node("Relu", ["x"], ["r"]), oh.make_node("Softmax", ["r"], ["y"])],
                        [("x", ["N", 4])], [("y", ["N", 4])])
     assert find_unsupported(import_model(final)) == []
-    inner = make_model([oh.make_node("Softmax", ["x"], ["s"], name="sm"), oh.make_node("Relu", ["s"], ["y"])],
-                       [("x", ["N", 4])], [("y", ["N", 4])])
+    inner = make_model([oh.make_node("Relu", ["x"], ["r"]), oh.make_node("Softmax", ["r"], ["s"], name="sm"),
+                        oh.make_node("Relu", ["s"], ["y"])], [("x", ["N", 4])], [("y", ["N", 4])])
     assert [o[:2] for o in find_unsupported(import_model(inner))] == [("sm", "Softmax")]
 
 

@@ -90,8 +90,10 @@ def test_missing_model(tmp_path, capsys):
 
 
 def test_unsupported_ops_all_named(tmp_path, capsys):
-    nodes = [oh.make_node("Conv", ["x", "W"], ["c"], name="/conv"), oh.make_node("Sigmoid", ["c"], ["s"], name="/s1"),
-             oh.make_node("Relu", ["s"], ["r"], name="/r"), oh.make_node("HardSwish", ["r"], ["y"], name="/hs")]
+    nodes = [oh.make_node("Conv", ["x", "W"], ["c0"], name="/conv"), oh.make_node("Relu", ["c0"], ["c"], name="/r0"),
+             oh.make_node("Sigmoid", ["c"], ["s"], name="/s1"),
+             oh.make_node("Relu", ["s"], ["r"], name="/r"), oh.make_node("HardSwish", ["r"], ["h"], name="/hs"),
+             oh.make_node("Relu", ["h"], ["y"], name="/r2")]  # both feed a neuron: inside the network
     model = make_model(nodes, [("x", ["N", 1, 4, 4])], [("y", ["N", 2, 4, 4])],
                        {"W": np.ones((2, 1, 1, 1), np.float32)}, opset=14)
     path = tmp_path / "m.onnx"

@@ -245,7 +245,7 @@ def test_an_op_that_does_not_convert_is_named_even_when_onnxruntime_rejects_the_
     """The support check's message (every node, its op) wins over onnxruntime's reason."""
     model = onnx.load(str(MODEL))
     model.graph.input[0].type.tensor_type.elem_type = onnx.TensorProto.DOUBLE
-    next(n for n in model.graph.node if n.op_type == "Relu").op_type = "Tanh"
+    [n for n in model.graph.node if n.op_type == "Relu"][1].op_type = "Tanh"  # between two neurons
     with pytest.raises(onnx2snn.errors.UnsupportedOpError, match=r"\(Tanh\)"):
         onnx2snn.convert(model, _calib(), onnx2snn.ConvertConfig(timesteps=2))
 

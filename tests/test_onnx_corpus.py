@@ -277,12 +277,19 @@ def test_dropout_writing_a_graph_output_becomes_identity_and_converts():
     assert y.shape == (8, 4)
 
 
+def _inside(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The Dropout's output feeds a neuron (after the last layer it would run once on the averages)."""
+    model.graph.node.append(oh.make_node("Relu", ["y"], ["z"]))
+    model.graph.output[0].name = "z"
+    return model
+
+
 def test_dropout_not_an_identity_is_refused_naming_it():
-    mask = _relu_dropout(("y", "mask"))  # the mask is a graph output
+    mask = _inside(_relu_dropout(("y", "mask")))  # the mask is a graph output
     with pytest.raises(UnsupportedOpError, match=r"\(Dropout\): Dropout whose mask output") as exc:
         onnx2snn.convert(mask, {"x": _x(8, 4)}, onnx2snn.ConvertConfig(**CONFIG))
     assert [op for _, op, _ in exc.value.offenders] == ["Dropout"]
-    training = _relu_dropout(inputs=("", "train"))  # training_mode = True: random, not an identity
+    training = _inside(_relu_dropout(inputs=("", "train")))  # training_mode = True: random, not an identity
     with pytest.raises(UnsupportedOpError, match="Dropout in training mode"):
         onnx2snn.convert(training, {"x": _x(8, 4)}, onnx2snn.ConvertConfig(**CONFIG))
     assert "Dropout in training mode" in " ".join(inspect_model(training).offenders.values())

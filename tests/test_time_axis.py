@@ -64,10 +64,12 @@ def test_a_batch_dependent_constant_of_a_dynamic_batch_is_refused():
     from onnx2snn.errors import UnsupportedOpError
 
     model = _per_sample_constant_model("Add", relu=True)
+    model.graph.node.insert(0, oh.make_node("Relu", ["x0"], ["x"]))  # between neurons: before the first it runs once
+    model.graph.input[0].name = "x0"
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
     model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
     with pytest.raises(UnsupportedOpError, match="constant operand 'C' has 2 rows along the batch axis"):
-        onnx2snn.convert(model, {"x": rng_array(2, 3)}, onnx2snn.ConvertConfig(timesteps=4))
+        onnx2snn.convert(model, {"x0": rng_array(2, 3)}, onnx2snn.ConvertConfig(timesteps=4))
 
 
 @pytest.mark.parametrize("target", [[1, 6], [6], [3, 2], [2, -1], [-1]], ids=str)

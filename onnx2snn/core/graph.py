@@ -72,6 +72,8 @@ def export_graph(graph: gs.Graph, like: onnx.ModelProto, tidy: bool = True) -> o
     if tidy:
         graph.cleanup().toposort()
     opsets = [onnx.helper.make_opsetid(o.domain, o.version) for o in like.opset_import if o.domain != SNN_DOMAIN]
+    if not any(o.domain in ("", "ai.onnx") for o in opsets) and any(n.domain in ("", None) for n in graph.nodes):
+        opsets.append(onnx.helper.make_opsetid("", int(graph.opset)))  # e.g. an ai.onnx.ml-only model
     if uses_domain(graph, SNN_DOMAIN):
         opsets.append(onnx.helper.make_opsetid(SNN_DOMAIN, SNN_DOMAIN_VERSION))
     model = gs.export_onnx(graph, do_type_check=False, opset_imports=opsets)

@@ -34,7 +34,7 @@ def _run(step, graph) -> None:
     log.info("%s: %d rewrite(s)", type(step).__name__, result.count)
 
 
-def canonicalize(model: onnx.ModelProto, move_maxpool: bool = True) -> onnx.ModelProto:
+def canonicalize(model: onnx.ModelProto, move_maxpool: bool = True, tail: bool = True) -> onnx.ModelProto:
     """The canonical ANN: same outputs as ``model`` (within float rounding), constant
     subgraphs folded, no Identity/Dropout, BatchNorm folded, MaxPool before ReLU (unless
     ``move_maxpool`` is false: TSNeuron pools its spikes exactly), and every node
@@ -51,7 +51,7 @@ def canonicalize(model: onnx.ModelProto, move_maxpool: bool = True) -> onnx.Mode
     for step in [leaky] + ([move] if move_maxpool else []):
         _run(step, graph)
     try:
-        check_supported(graph, set(detect.quantizers) | detect.encoded)
+        check_supported(graph, set(detect.quantizers) | detect.encoded, tail)
     except UnsupportedOpError as exc:  # a LeakyRelu/PRelu left in place: its own reason
         own = {name: reason for name, _, reason in leaky.refused}
         raise UnsupportedOpError([(name, op, own.get(name, reason)) for name, op, reason in exc.offenders]) from None

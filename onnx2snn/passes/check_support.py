@@ -24,6 +24,7 @@ from ..core.graph import SNN_DOMAIN, constant_value, is_empty, is_graph_output, 
 from ..errors import ConversionError, UnsupportedOpError
 from .activations import relu_cap
 from .remove_identity import dropout_kept_reason
+from .tail import head_nodes, tail_nodes
 
 # per-sample linear or affine ops that need no check beyond "weights are constant"
 LINEAR_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "BatchNormalization"}
@@ -342,6 +343,11 @@ def _slice_touches_batch(node: gs.Node) -> bool:
     return False
 
 
+def support_reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
+    """Why ``node`` cannot be a per-step layer of the SNN ('' when it can)."""
+    return _reason(graph, node, acts)
+
+
 def _reason(graph: gs.Graph, node: gs.Node, acts: set[str]) -> str:
     """Why ``node`` (which reads an activation) cannot be converted; '' if it can."""
     op = node.op
@@ -486,18 +492,30 @@ def _scalar_reason(name: str, what: str = "reads the graph input") -> str:
             "so every model input needs one; give it shape [N, ...] (or make it a constant)")
 
 
-def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[tuple[str, str, str]]:
+def find_unsupported(graph: gs.Graph, quantized: Collection[str] = (), tail: bool = True) -> list[tuple[str, str, str]]:
     """``(node name, op type, reason)`` for every node that cannot be converted; the nodes
     writing a ``quantized`` tensor are accepted (quantized-activation markers and input
     encoders, see passes/quantizers). A rank-0 model input no node reads is listed as
-    ``<input NAME>``, a constant graph output by the node writing it."""
+    ``<input NAME>``, a constant graph output by the node writing it. With ``tail`` (a network, not
+    a recurrent cell) the ops after the last layer are accepted (they run once on the averaged
+    values) and so are the input-side ops before the first neuron (they run once per sample,
+    before the time axis): passes/tail.py."""
     graph.toposort()
     acts = activation_tensors(graph)
     scalar_inputs = {t.name for t in graph.inputs if _rank(t) == 0}
     offenders = []
+    why = lambda n: "" if n.outputs and n.outputs[0].name in quantized else _reason(graph, n, acts)  # noqa: E731
+    after_readout = {id(n) for n in tail_nodes(graph, acts, why, set(quantized))} if tail else set()
+    before_time = {id(n) for n in head_nodes(graph, acts, why, set(quantized))} if tail else set()
     for node in graph.nodes:
         if node.op in SHAPE_ONLY or not any(t.name in acts for t in node.inputs if not is_empty(t)):
             continue
+        if id(node) in after_readout and node.domain != SNN_DOMAIN and not _has_subgraph(node) \
+                and not any(t.name in scalar_inputs for t in node.inputs):
+            continue  # runs once on the averaged values (passes/tail.py)
+        if id(node) in before_time and node.domain != SNN_DOMAIN and not _has_subgraph(node) \
+                and not any(t.name in scalar_inputs for t in node.inputs):
+            continue  # runs once per sample before the time axis (passes/tail.py)
         if node.outputs and node.outputs[0].name in quantized:
             continue
         if node.attrs and any(isinstance(v, gs.Graph) for v in node.attrs.values()):
@@ -520,10 +538,14 @@ def find_unsupported(graph: gs.Graph, quantized: Collection[str] = ()) -> list[t
     return offenders
 
 
-def check_supported(graph: gs.Graph, quantized: Collection[str] = ()) -> None:
+def _has_subgraph(node: gs.Node) -> bool:
+    return bool(node.attrs) and any(isinstance(v, gs.Graph) for v in node.attrs.values())
+
+
+def check_supported(graph: gs.Graph, quantized: Collection[str] = (), tail: bool = True) -> None:
     """UnsupportedOpError naming every node that cannot be converted (ConversionError saying so if
     the graph is already an SNN: its onnx2snn ops are no layers to replace)."""
-    offenders = find_unsupported(graph, quantized)
+    offenders = find_unsupported(graph, quantized, tail)
     snn = [(name, op) for name, op, reason in offenders if reason == ALREADY_SNN]
     if snn:
         raise _already_snn(snn)

@@ -25,7 +25,9 @@ import onnx
 
 from .. import metadata, methods
 from . import verify
-from ..config import ConvertConfig
+from ..config import ConvertConfig, Form
+from ..errors import ConversionError
+from ..snn import analog_head, analog_tail
 from ..core.graph import SNN_DOMAIN
 from ..neurons.kinds import NeuronKind
 from ..passes.canonicalize import canonicalize
@@ -82,6 +84,7 @@ class Recipe:
 
     method: methods.Method
     neuron: NeuronKind  # the neuron that replaces the activations
+    splits_tail = True  # the ops after the last layer run once on the averages (snn/analog_tail.py)
 
     @property
     def neuron_op(self) -> str:
@@ -107,16 +110,43 @@ class Recipe:
                 ann: onnx.ModelProto | None = None) -> ConversionResult:
         """All steps; ``ann``: this recipe's ``prepare(model)`` when the caller has it already."""
         ann = self.prepare(model, config) if ann is None else ann
-        self.validate(ann, config, data)
-        params = self.calibrate(ann, data, config, progress)
+        body, head, tail = self._split(ann, config)
+        body_data = head.feeds(data, ann) if head is not None and data is not None else data
+        self.validate(body, config, body_data)
+        params = self.calibrate(body, body_data, config, progress)
         params = replace(params, source=model)
-        return self.finish(ann, params, config, sample=verify.sample_feeds(data))
+        return self.finish(ann, params, config, sample=verify.sample_feeds(data), parts=(head, tail))
+
+    def _split(self, ann: onnx.ModelProto, config: ConvertConfig):
+        """(the ANN without its input-side head and the ops after its last layer, the head or None,
+        those ops or None): snn/analog_head.py, snn/analog_tail.py."""
+        if not self.splits_tail:
+            return ann, None, None
+        body, head = analog_head.split(ann)
+        body, tail = analog_tail.split(body)
+        if (head is not None or tail is not None) and config.form is Form.CUMULATIVE:
+            what = "the ops after the last layer" if tail is not None else "the input-side ops before the first neuron"
+            raise ConversionError(f"{what} run once (on the averaged outputs, or per sample before the time axis) in "
+                                  "the folded, streaming and portable forms; the cumulative form has no average "
+                                  "to run them on: use --form folded")
+        return body, head, tail
 
     def finish(self, ann: onnx.ModelProto, params: Parameters, config: ConvertConfig,
-               sample: Mapping[str, np.ndarray] | None = None) -> ConversionResult:
+               sample: Mapping[str, np.ndarray] | None = None, parts=None) -> ConversionResult:
         """Build, describe and write the metadata: the SNN of ``params``, run once on ``sample``
-        (None: synthetic inputs) before it is returned."""
+        (None: synthetic inputs) before it is returned; ``parts``: the (head, tail) split off ``ann``
+        (None: split ``params.ann`` here)."""
+        if parts is None:
+            body, head, tail = self._split(params.ann, config)
+            params = replace(params, ann=body)
+        else:
+            head, tail = parts
         built = self.build(params, config)
+        streaming = config.form is Form.STREAMING
+        if tail is not None:
+            built = replace(built, model=tail.attach(built.model, streaming), running=None)
+        if head is not None:
+            built = replace(built, model=head.attach(built.model))
         snn = metadata.write(built.model, self.describe(built, params, config), source=params.ann)
         verify.check_runs(snn, sample, params.source)
         thresholds = params.thresholds if built.thresholds is None else built.thresholds

@@ -320,7 +320,7 @@ def _convert_scan(model: onnx.ModelProto, scan: onnx.NodeProto, config: ConvertC
         return None
     cell, states, outputs = made
     try:
-        ann = canonicalize(cell)
+        ann = canonicalize(cell, tail=False)  # a cell's outputs are its state: no ops after a readout
         snn, thresholds, needed = build_bif_snn(ann, config, cell, spike_counts=True)
     except UnsupportedOpError as exc:
         offenders.extend(_annotated(exc, scan))
@@ -476,6 +476,7 @@ def _running_readout(graph_outputs, scan, post, track, r_final, T, names: NameSc
 class RecurrentRecipe(Recipe):
     """Quantized RNN (Scan) → recurrent BIF SNN: the cell runs T sub-steps per element."""
 
+    splits_tail = False  # its readout is the Scan's; the outer layers stay analog as they are
     method = methods.Method.RECURRENT
     neuron = kinds.BIPOLAR  # levels and v_init from each quantizer
 

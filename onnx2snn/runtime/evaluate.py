@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 
 from .. import metadata
+from ..snn.readout import RUNNING_SUFFIX
 from .._progress import Progress
 from ..data import InputSpec, iter_batches, model_inputs
 from ..errors import ConfigError, DataError
@@ -112,10 +113,11 @@ def check_pair(ann: onnx.ModelProto, snn: onnx.ModelProto, scored: bool = True) 
     name = ann_out[index][0]
     if metadata.form(snn) == "streaming":
         return name, name
-    if index >= len(running):
-        raise ConfigError(f"the SNN lists no running-mean output for output '{name}' "
-                          f"(it lists {running}); convert the model again with onnx2snn")
-    return name, running[index]
+    if name + RUNNING_SUFFIX in running:
+        return name, name + RUNNING_SUFFIX
+    raise ConfigError(f"the SNN lists no running-mean output for output '{name}' (it lists {running}: an output "
+                      "computed after the readout by ops that do not act on each sample alone has none); "
+                      "convert the model again with onnx2snn, or score an output that has one")
 
 
 def classes_of(ann: onnx.ModelProto, output: str) -> int | None:
