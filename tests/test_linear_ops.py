@@ -502,3 +502,52 @@ def test_einsum_and_left_matmul_count_as_weighted_layers_in_the_cost_report():
         (layer,) = [w for w in cost.weighted_layers if w.op == op_node.op_type]
         assert layer.spiking_input and layer.synops_per_sample > 0
         assert layer.ann_macs_per_sample == (C * C * H * W if op_node.op_type == "Einsum" else H * C * H * W)
+
+
+def _unet(torch, how):
+    """A tiny U-Net: conv, strided conv, upsampling (interpolate by scale or to a size), a grouped
+    ConvTranspose, a constant scale, Concat, a reflection pad, a crop."""
+    nn, fn = torch.nn, torch.nn.functional
+
+    class UNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2 = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1)
+            self.up, self.c3 = nn.ConvTranspose2d(8, 8, 2, stride=2, groups=2), nn.Conv2d(24, 4, 1)
+            self.pad = nn.ReflectionPad2d(1)
+
+        def forward(self, x):
+            a = torch.relu(self.c1(x))
+            b = torch.relu(self.c2(a))
+            u = (fn.interpolate(b, size=a.shape[-2:], mode="bilinear", align_corners=False) if how == "size"
+                 else fn.interpolate(b, scale_factor=2, mode="nearest"))
+            t = torch.relu(self.up(b)) * 0.5
+            return self.c3(torch.relu(torch.cat([a, u, t], 1)))[:, :, 1:-1, 1:-1] + self.pad(a)[:, :4, 2:-2, 2:-2]
+
+    torch.manual_seed(0)
+    return UNet().eval()
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+@pytest.mark.parametrize("how", ["scale", "size"])
+def test_a_torch_unet_with_interpolate_converts_with_both_exporters(how, dynamo, tmp_path):
+    """Dynamic batch; interpolate(scale_factor) gives constant scales, interpolate(size) sizes from
+    Shape(x) (TorchScript) or constants: the SNN approaches the network (measured 0.8-4% at T = 256)."""
+    torch = pytest.importorskip("torch")
+    if dynamo:
+        pytest.importorskip("onnxscript")
+    net, x = _unet(torch, how), torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    path = tmp_path / "unet.onnx"
+    if dynamo:
+        torch.onnx.export(net, (x,), str(path), dynamo=True, input_names=["x"], output_names=["y"],
+                          dynamic_shapes={"x": {0: torch.export.Dim("N")}})
+    else:
+        torch.onnx.export(net, (x,), str(path), dynamo=False, opset_version=13, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    model = onnx.load(str(path))
+    assert "Resize" in {n.op_type for n in model.graph.node}
+    snn = onnx2snn.convert(model, {"x": x.numpy()}, onnx2snn.ConvertConfig(timesteps=256)).model
+    got = onnx2snn.InferenceSession(snn).run(["y"], {"x": x.numpy()})[0]
+    with torch.no_grad():
+        want = net(x).numpy()
+    assert np.abs(got - want).max() / np.abs(want).max() < 0.08
