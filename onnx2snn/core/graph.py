@@ -45,7 +45,8 @@ def import_model(model: onnx.ModelProto) -> gs.Graph:
     if offending:
         listed = ", ".join(f"graph {kind} '{name}' ({what.replace('_type', '')})" for kind, name, what in offending)
         raise ConversionError(f"{listed}: onnx2snn converts models whose inputs and outputs are tensors; "
-                              "export the model with tensor inputs and outputs")
+                              "export the model with tensor inputs and outputs (skl2onnx: options "
+                              "{id(model): {'zipmap': False}} instead of a sequence of maps)")
     for kind, values in (("input", model.graph.input), ("output", model.graph.output)):
         names = [vi.name for vi in values]
         twice = sorted({n for n in names if names.count(n) > 1})

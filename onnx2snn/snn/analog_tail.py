@@ -54,7 +54,8 @@ class Tail:
         return [vi.name for vi in self.graph.input]
 
     def row_wise(self) -> bool:
-        return all(_row_wise(n) for n in self.graph.node)
+        constants = {i.name: onnx.numpy_helper.to_array(i) for i in self.graph.initializer}
+        return all(_row_wise(n, constants) for n in self.graph.node)
 
     def attach(self, snn: onnx.ModelProto, streaming: bool) -> onnx.ModelProto:
         """``snn`` (of the body) with the tail reading its averaged crossing outputs; see the module docstring."""
@@ -158,13 +159,15 @@ def _dtype(dtype) -> str:
         return onnx.TensorProto.DataType.Name(int(dtype)).lower()
 
 
-def _row_wise(node: onnx.NodeProto) -> bool:
+def _row_wise(node: onnx.NodeProto, constants: dict) -> bool:
+    """Whether ``node`` acts on each row of axis 0 on its own (so it may run on T·N rows of running means)."""
+    if node.op_type == "Reshape":  # a constant target whose first entry copies (0) or infers (-1) the rows
+        target = constants.get(node.input[1]) if len(node.input) > 1 else None
+        return target is not None and target.ndim == 1 and target.size > 0 and int(target[0]) in (0, -1) \
+            and not (int(target[0]) == 0 and any(a.name == "allowzero" and a.i for a in node.attribute))
     if node.op_type not in ROW_WISE:
         return False
-    for a in node.attribute:
-        if a.name == "axis" and a.i == 0:
-            return False
-    return not (node.op_type in ("Softmax", "LogSoftmax") and not any(a.name == "axis" for a in node.attribute))
+    return not any(a.name == "axis" and a.i == 0 for a in node.attribute)  # Softmax's default axis is not 0
 
 
 def _names(g: onnx.GraphProto) -> set[str]:
