@@ -100,21 +100,22 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
         quant_offenders = {}
     except UnsupportedOpError as exc:
         quant_offenders = {name: reason for name, _, reason in exc.offenders}
-    offenders = {**{name: reason for name, _, reason in find_unsupported(graph, set(detect.quantizers) | detect.encoded)},
-                 **quant_offenders}
-    quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
-    two_relus = set()  # LeakyRelu / PRelu that canonicalize rewrites as two ReLUs (passes/leaky_relu.py)
+    markers = set(detect.quantizers) | detect.encoded
+    two_relus, refused = set(), {}  # LeakyRelu / PRelu, which canonicalize rewrites as two ReLUs (passes/leaky_relu.py)
     for node in [n for n in graph.nodes if n.op in leaky_relu.OPS]:
         name = node.name or f"<unnamed {node.op}>"
-        reason = leaky_relu.analyse(graph, node, set(detect.quantizers) | detect.encoded)[1]
-        if not reason:
-            offenders.pop(name, None)
+        reason = leaky_relu.analyse(graph, node, markers)[1]
+        if reason:
+            refused[name] = reason
+        else:
             two_relus.add(name)
-        elif name in offenders:
-            offenders[name] = reason
+    # those that convert are activations (two neurons each), as in the canonical ANN
+    activations = markers | {n.outputs[0].name for n in graph.nodes if (n.name or f"<unnamed {n.op}>") in two_relus}
+    offenders = {**{name: refused.get(name, reason) for name, _, reason in find_unsupported(graph, activations)},
+                 **quant_offenders}
+    quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     acts = activation_tensors(graph)
-    after = {id(n) for n in tail_nodes(graph, acts, lambda n: support_reason(graph, n, acts),
-                                       set(detect.quantizers) | detect.encoded)}
+    after = {id(n) for n in tail_nodes(graph, acts, lambda n: support_reason(graph, n, acts), activations)}
     rows: Counter = Counter()
     statuses = {}
     for node in graph.nodes:

@@ -192,9 +192,20 @@ def test_quantized_leaky_relu_is_refused_as_out_of_scope(pattern):
 
 
 def test_inspect_says_what_it_becomes():
+    """inspect reads the graph before the rewrite: the layers after a LeakyRelu/PRelu run on every step
+    (they read neurons), and a Sigmoid between two of them is refused, as convert refuses it."""
     report = inspect_model(_conv_net("prelu_channel", 13))
     assert report.convertible, report.offenders
     assert report.statuses["/a1/act"].startswith("becomes two IFNeuron populations")
+    assert report.statuses["/c2/Conv"] == report.statuses["/pool"] == "kept (runs on every step)"
+    ann = _conv_net("leaky", 13)
+    conv2 = next(n for n in ann.graph.node if n.name == "/c2/Conv")
+    conv2.input[0] = "/sig/out"
+    ann.graph.node.insert(2, oh.make_node("Sigmoid", ["/a1/out"], ["/sig/out"], name="/sig/Sigmoid"))
+    with pytest.raises(UnsupportedOpError) as info:
+        prepare(ann)
+    assert [o[0] for o in info.value.offenders] == ["/sig/Sigmoid"]
+    assert list(inspect_model(ann).offenders) == ["/sig/Sigmoid"]
 
 
 # ---- the conversion ----------------------------------------------------------------------------
