@@ -149,3 +149,49 @@ def test_a_recurrent_cell_keeps_refusing_what_does_not_convert():
 
     with pytest.raises(onnx2snn.UnsupportedOpError, match="Tanh has no spiking equivalent"):
         onnx2snn.convert(qrnn(act="tanh"), None, ConvertConfig(timesteps=4))
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_a_torch_detector_with_a_sigmoid_head_and_a_regression_head(dynamo):
+    """Conv → ReLU → two 1×1 conv heads: Sigmoid scores and box offsets, exported by torch."""
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+
+    class Detector(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                            torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU())
+            self.scores = torch.nn.Conv2d(8, 2, 1)
+            self.boxes = torch.nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            h = self.body(x)
+            return torch.sigmoid(self.scores(h)).flatten(1), self.boxes(h).flatten(1)
+
+    torch.manual_seed(0)
+    net = Detector().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kwargs = dict(dynamo=True) if dynamo else dict(dynamo=False, opset_version=13,
+                                                       dynamic_axes={"x": {0: "n"}, "scores": {0: "n"},
+                                                                     "boxes": {0: "n"}})
+        torch.onnx.export(net, (torch.randn(1 if dynamo else 2, 3, 6, 6),), buf, input_names=["x"],
+                          output_names=["scores", "boxes"], **kwargs)
+    model = onnx.load_from_string(buf.getvalue())
+    model.ir_version = min(model.ir_version, 10)
+    batch = 1 if dynamo else 16
+    x = np.random.default_rng(3).uniform(-1, 1, (16, 3, 6, 6)).astype(np.float32)
+    result = onnx2snn.convert(model, {"x": x}, ConvertConfig(timesteps=256))
+    names = [o.name for o in result.model.graph.output]
+    assert names[:2] == ["scores", "boxes"] and "scores_running_mean" in names
+    sess = onnx2snn.InferenceSession(result.model)
+    ann = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for k in range(0, 16, batch):
+        got = sess.run(["scores", "boxes"], {"x": x[k:k + batch]})
+        want = ann.run(["scores", "boxes"], {"x": x[k:k + batch]})
+        np.testing.assert_allclose(got[0], want[0], atol=0.05)
+        np.testing.assert_allclose(got[1], want[1], atol=0.1)

@@ -161,9 +161,9 @@ def _dtype(dtype) -> str:
 
 def _row_wise(node: onnx.NodeProto, constants: dict) -> bool:
     """Whether ``node`` acts on each row of axis 0 on its own (so it may run on T·N rows of running means)."""
-    if node.op_type == "Reshape":  # a constant target whose first entry copies (0) or infers (-1) the rows
+    if node.op_type == "Reshape":  # a constant target: its first entry k > 0 becomes T·k on T·N rows
         target = constants.get(node.input[1]) if len(node.input) > 1 else None
-        return target is not None and target.ndim == 1 and target.size > 0 and int(target[0]) in (0, -1) \
+        return target is not None and target.ndim == 1 and target.size > 0 \
             and not (int(target[0]) == 0 and any(a.name == "allowzero" and a.i for a in node.attribute))
     if node.op_type not in ROW_WISE:
         return False
@@ -242,6 +242,16 @@ def _running_copy(g: onnx.GraphProto, tail: onnx.GraphProto, outputs: list[str],
         g.node.append(onnx.helper.make_node("Reshape", [c + RUNNING_SUFFIX, shape], [mapping[c]],
                                             name=_fresh(c + "/running_rows", taken)))
     _append(g, tail, mapping)
+    constants = {i.name: i for i in tail.initializer}
+    for node in g.node[len(g.node) - len(tail.node):]:  # the copy keeps the T blocks of rows (time_axis.py)
+        target = constants.get(next((k for k, v in mapping.items() if v == node.input[1]), None)) \
+            if node.op_type == "Reshape" and len(node.input) > 1 else None
+        if target is not None and onnx.numpy_helper.to_array(target).reshape(-1)[:1].tolist() > [0]:
+            folded = onnx.numpy_helper.to_array(target).astype(np.int64).copy()
+            folded[0] *= T
+            name = _fresh(node.input[1] + "_timefolded", taken)
+            g.initializer.append(onnx.numpy_helper.from_array(folded, name))
+            node.input[1] = name
     out = {}
     for o in outputs:  # [T·N, ...] → [T, N, ...]
         shape = _fresh(o + "_running_steps_shape", taken)
