@@ -15,7 +15,7 @@ import onnx
 from .core.graph import onnx_opset
 from .errors import ConversionError, UnsupportedOpError
 from .passes.check_support import activation_tensors, support_reason
-from .passes.tail import tail_nodes
+from .passes.tail import head_nodes, tail_nodes
 from .passes import (DetectQuantizedActivationsPass, FoldConstantsPass, check_not_snn, find_unsupported, import_model,
                      relu_cap)
 from .passes import leaky_relu
@@ -115,7 +115,9 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
                  **quant_offenders}
     quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     acts = activation_tensors(graph)
-    after = {id(n) for n in tail_nodes(graph, acts, lambda n: support_reason(graph, n, acts), activations)}
+    why = lambda n: "" if n.outputs and n.outputs[0].name in activations else support_reason(graph, n, acts)  # noqa: E731
+    after = {id(n) for n in tail_nodes(graph, acts, why, activations)}
+    before = {id(n) for n in head_nodes(graph, acts, why, activations)}
     rows: Counter = Counter()
     statuses = {}
     for node in graph.nodes:
@@ -129,6 +131,8 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
             status = "becomes two IFNeuron populations, on x and on −x, combined as a − slope·b (exact in the ANN)"
         elif id(node) in after:
             status = "runs once after the readout, on the averaged values"
+        elif id(node) in before:
+            status = "runs once per sample before the time axis (input-side)"
         elif relu_cap(node)[0]:
             status = "becomes IFNeuron"
         elif node.op == "BatchNormalization":

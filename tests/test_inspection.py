@@ -41,3 +41,12 @@ def test_ops_after_the_last_layer_are_said_to_run_once_after_the_readout():
     assert report.convertible
     assert report.statuses["/sig"] == "runs once after the readout, on the averaged values"
     assert report.statuses["/head"] == "kept (runs on every step)"
+
+
+def test_input_side_ops_are_said_to_run_once_before_the_time_axis():
+    from test_analog_head import embedding_model
+
+    report = inspect_model(embedding_model())
+    assert report.convertible
+    assert report.statuses["/emb/Gather"] == "runs once per sample before the time axis (input-side)"
+    assert report.statuses["/fc1"] == "kept (runs on every step)"
