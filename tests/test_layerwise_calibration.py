@@ -202,3 +202,29 @@ def test_layerwise_calibration_caps_sample_steps(monkeypatch):
     bias = numpy_helper.to_array(next(i for i in result.model.graph.initializer if i.name == fc1.input[2]))
     np.testing.assert_allclose(bias, [0.05], atol=1e-6)
     np.testing.assert_allclose(result.thresholds["a"], 1.0)
+
+
+def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist, caplog):
+    """--max-memory bounds layer-wise calibration: under 8 MiB the bundled CNN is simulated in batches
+    of a few samples (said in a warning), and the calibrated SNN is the one a large limit gives (the
+    sums only change their order)."""
+    import logging
+
+    model, x, _ = mnist
+    calib = {"input": x[:64]}
+    cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
+               calibrate=("bias", "potential"), batch_size=64)
+    large = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 30))
+    with caplog.at_level(logging.WARNING):
+        small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 20))
+    said = [r.getMessage() for r in caplog.records if "layer-wise calibration ran batches of" in r.getMessage()]
+    assert said and "--max-memory 8 MiB" in said[0]
+    batch = int(said[0].split("batches of ")[1].split()[0])
+    assert 1 <= batch < 64
+    for name in large.v_init:
+        np.testing.assert_allclose(small.v_init[name], large.v_init[name], rtol=1e-4, atol=1e-5)
+    for a, b in zip(large.model.graph.initializer, small.model.graph.initializer):
+        np.testing.assert_allclose(numpy_helper.to_array(b), numpy_helper.to_array(a), rtol=1e-4, atol=1e-5)
+    out_l = onnx2snn.InferenceSession(large.model).run(["logits"], {"input": x[:32]})[0]
+    out_s = onnx2snn.InferenceSession(small.model).run(["logits"], {"input": x[:32]})[0]
+    assert (out_l.argmax(1) == out_s.argmax(1)).mean() >= 0.97

@@ -64,6 +64,8 @@ RIDGE = 1e-2
 WC_ROWS = 16384   # rows (positions) per batch entering the least-squares sums
 SAMPLE_STEPS = 32768  # samples × T simulated per layer: all of 1,024 up to T = 32, the first 512 at T = 64
 KEEP_BYTES = 4 << 30  # pass-A input currents kept for pass B (beyond this they are recomputed)
+MAX_MEMORY = 4 << 30  # the default bound on what a layer's simulation holds (convert --max-memory)
+WORKING_COPIES = 8  # T·n-row tensors alive per batch of a layer: input spikes, current, spikes, temporaries
 
 
 @dataclass
@@ -249,9 +251,10 @@ class LayerwiseCalibrator:
 
     def __init__(self, ann: onnx.ModelProto, thresholds: dict[str, np.ndarray], v0: dict[str, np.ndarray],
                  timesteps: int, reset: str, steps: tuple[Calibration, ...], neuron: NeuronKind | str = IF,
-                 keep_bytes: int | None = None, sample_steps: int | None = None):
+                 keep_bytes: int | None = None, sample_steps: int | None = None, max_memory: int | None = None):
         self.neuron = kind(neuron)  # the neuron the SNN will use, simulated layer by layer
-        self.keep_bytes = KEEP_BYTES if keep_bytes is None else int(keep_bytes)
+        self.max_memory = MAX_MEMORY if max_memory is None else int(max_memory)
+        self.keep_bytes = min(KEEP_BYTES, self.max_memory // 4) if keep_bytes is None else int(keep_bytes)
         self.sample_steps = SAMPLE_STEPS if sample_steps is None else int(sample_steps)
         self.ann = onnx.ModelProto()
         self.ann.CopyFrom(ann)
@@ -303,10 +306,10 @@ class LayerwiseCalibrator:
             log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
                      keep, n, self.sample_steps, self.T)
             feeds = {k: v[:keep] for k, v in feeds.items()}
+        self.batch_size = batch_size = self.batch_for_memory(batch_size, fixed_batch)
         batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
         pre_names = [layer.pre for layer in self.layers]
-        ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)
-        z_cache = [[z[:valid] for z in ann_sess.run(pre_names, f)] for f, valid in batches]
+        self._ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)
         later_use = {}
         segments = []
         stops = set(self.input_names) | {layer.act for layer in self.layers}
@@ -322,11 +325,38 @@ class LayerwiseCalibrator:
         reports = []
         with Progress(len(self.layers), "calibrating layers", enabled=progress) as bar:
             for i, layer in enumerate(self.layers):
+                z_cache = self._pre_activations(layer, batches)  # this layer's only: one layer's z in memory
                 reports.append(self._calibrate_layer(i, layer, segments[i], batches, z_cache, store, stops))
                 for name in [n for n in store if later_use.get(n, -1) <= i]:
                     del store[name]
                 bar.update()
         return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
+
+    def batch_for_memory(self, requested: int, fixed_batch: int | None) -> int:
+        """The largest batch ≤ ``requested`` whose simulation of the largest layer (T·n rows, about
+        WORKING_COPIES tensors of its size alive) stays under half of ``max_memory`` (a quarter is for
+        the kept pass-A currents, the rest for the packed spike trains and the ANN); a model with a
+        fixed batch keeps it."""
+        if fixed_batch:
+            return requested
+        from ..core.shapes import at_sample_batch, tensor_shapes  # per-sample sizes of the layers' tensors
+
+        graph, rows = at_sample_batch(self.ann)
+        shapes = tensor_shapes(graph)
+        largest = max([int(np.prod(shapes[n])) * 4 // rows for layer in self.layers for n in (layer.pre, layer.act)
+                       if shapes.get(n) and all(isinstance(d, int) for d in shapes[n])] or [0])
+        per_sample = WORKING_COPIES * self.T * max(1, largest)
+        return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
+
+    def _pre_activations(self, layer: _Layer, batches) -> list[list[np.ndarray]]:
+        """The ANN's pre-activation z of ``layer`` for every batch (indexed [batch][layer index] as the
+        passes read it; the other layers' entries are not computed)."""
+        index = self.layers.index(layer)
+        out = []
+        for feed, valid in batches:
+            z = self._ann_sess.run([layer.pre], feed)[0][:valid]
+            out.append([None] * index + [z])
+        return out
 
     def _segment_session(self, outs, stops, act):
         seg, inputs = _extract(self.folded, stops - {act}, outs)

@@ -33,8 +33,9 @@ def add_parser(sub, parents) -> None:
                    help="membrane reset after a spike (default: subtract)")
     c.add_argument("--batch-size", type=positive_int, default=64, help="calibration batch size")
     c.add_argument("--max-memory", type=memory_size, default=None,
-                   help="memory one run of the SNN on one sample may take, e.g. 4GiB (default); a T beyond it "
-                        "is refused before any work (the streaming form needs no such bound)")
+                   help="memory bound, e.g. 4GiB (default): a T whose folded SNN cannot run one sample within "
+                        "it is refused before any work (the streaming form needs no such bound); layer-wise "
+                        "calibration chooses its batch to stay under it and says so")
     c.add_argument("--form", choices=[f.value for f in Form], default=Form.FOLDED.value,
                    help="folded: all T steps in one run (custom op, default); streaming: one step per run, "
                         "neuron state as inputs/outputs; portable: standard ONNX ops only (no op library); "

@@ -40,6 +40,10 @@ from .base import Built, Parameters, Recipe, neuron_layers
 log = logging.getLogger(__name__)
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def fold_time(graph, timesteps: int) -> None:
     """Time axis (inputs tiled T times), the time-invariant head hoisted (it runs once), readout (mean)."""
     AddTimeAxisPass(timesteps)(graph)
@@ -97,8 +101,13 @@ class RateRecipe(Recipe):
         if not config.calibrate:
             return Parameters(ann, thresholds, v_init)
         calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate,
-                                         self.neuron)
+                                         self.neuron, max_memory=config.max_memory)
         calibrated, v_init, reports = calibrator.run(feeds, config.batch_size, fixed, progress=progress)
+        if progress or calibrator.batch_size < config.batch_size:
+            log.warning("layer-wise calibration ran batches of %d samples (%d rows at T = %d; --batch-size %d) "
+                        "to stay under --max-memory %s; pass-A currents kept up to %s", calibrator.batch_size,
+                        calibrator.batch_size * T, T, config.batch_size,
+                        _size(calibrator.max_memory), _size(calibrator.keep_bytes))
         return Parameters(calibrated, thresholds, v_init, tuple(reports))
 
     def build(self, params: Parameters, config: ConvertConfig) -> Built:
