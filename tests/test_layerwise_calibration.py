@@ -228,3 +228,19 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     out_l = onnx2snn.InferenceSession(large.model).run(["logits"], {"input": x[:32]})[0]
     out_s = onnx2snn.InferenceSession(small.model).run(["logits"], {"input": x[:32]})[0]
     assert (out_l.argmax(1) == out_s.argmax(1)).mean() >= 0.97
+
+
+def test_a_memory_limit_layerwise_calibration_cannot_meet_is_refused_before_work(mnist, monkeypatch):
+    """Batch 1 of the largest layer already needs more than the limit: one error naming the layer."""
+    from onnx2snn.errors import ConfigError
+    from onnx2snn.recipes import rate
+
+    def no_statistics(*args, **kwargs):
+        raise AssertionError("the statistics ran before the memory check")
+
+    monkeypatch.setattr(rate, "collect_statistics", no_statistics)
+    model, x, _ = mnist
+    cfg = ConvertConfig(timesteps=8, calibrate=("bias",), max_memory=1 << 20)
+    with pytest.raises(ConfigError, match=r"layer-wise calibration at T=8 needs about .* largest layer '.*' .*"
+                                          r"over half of --max-memory"):
+        onnx2snn.convert(model, {"input": x[:16]}, cfg)

@@ -246,6 +246,38 @@ def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
 
 
+def largest_layer(ann: onnx.ModelProto) -> tuple[str, int]:
+    """(name, bytes per sample) of the largest activation or pre-activation of a neuron layer."""
+    from ..core.shapes import at_sample_batch, tensor_shapes
+
+    graph, rows = at_sample_batch(ann)
+    shapes = tensor_shapes(graph)
+    sizes = [(int(np.prod(shapes[n])) * 4 // rows, n) for node in activation_nodes(import_model(ann))
+             for n in (node.inputs[0].name, node.outputs[0].name)
+             if shapes.get(n) and all(isinstance(d, int) for d in shapes[n])]
+    size, name = max(sizes or [(0, "")])
+    return name, size
+
+
+def check_fits(ann: onnx.ModelProto, timesteps: int, max_memory: int | None) -> None:
+    """ConfigError, before any work, when even one sample of the largest layer's simulation (about
+    WORKING_COPIES tensors of T times its size, in half the limit; a fixed batch B: B samples)
+    exceeds ``max_memory`` (None: MAX_MEMORY)."""
+    from ..core.shapes import at_sample_batch
+    from ..errors import ConfigError
+
+    limit = MAX_MEMORY if max_memory is None else int(max_memory)
+    name, per_row = largest_layer(ann)
+    rows = at_sample_batch(ann)[1]
+    need = rows * WORKING_COPIES * int(timesteps) * per_row
+    if need > limit // 2:
+        raise ConfigError(
+            f"layer-wise calibration at T={timesteps} needs about {need / 2**30:.2f} GiB for "
+            f"{'one sample' if rows == 1 else f'the fixed batch of {rows}'} of its largest layer '{name}' "
+            f"({per_row / 2**20:.1f} MiB per sample and step, {WORKING_COPIES} copies), over half of --max-memory "
+            f"{limit / 2**30:.2f} GiB: raise --max-memory, use fewer --timesteps, or convert without --calibrate")
+
+
 class LayerwiseCalibrator:
     """Calibrate biases, initial potentials and weights of the SNN layer by layer."""
 
@@ -339,13 +371,8 @@ class LayerwiseCalibrator:
         fixed batch keeps it."""
         if fixed_batch:
             return requested
-        from ..core.shapes import at_sample_batch, tensor_shapes  # per-sample sizes of the layers' tensors
-
-        graph, rows = at_sample_batch(self.ann)
-        shapes = tensor_shapes(graph)
-        largest = max([int(np.prod(shapes[n])) * 4 // rows for layer in self.layers for n in (layer.pre, layer.act)
-                       if shapes.get(n) and all(isinstance(d, int) for d in shapes[n])] or [0])
-        per_sample = WORKING_COPIES * self.T * max(1, largest)
+        _, per_row = largest_layer(self.ann)
+        per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
 
     def _pre_activations(self, layer: _Layer, batches) -> list[list[np.ndarray]]:

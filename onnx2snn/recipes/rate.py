@@ -19,7 +19,7 @@ import onnx
 
 from .. import methods
 from ..calibration import balance_thresholds, collect_statistics
-from ..calibration.layerwise import LayerwiseCalibrator
+from ..calibration.layerwise import LayerwiseCalibrator, check_fits
 from ..calibration.ltb import ltb_thresholds
 from ..calibration.thresholds import half_potentials
 from ..config import ConvertConfig, Form, Neuron, ThresholdMethod, VInit
@@ -65,6 +65,8 @@ class RateRecipe(Recipe):
         methods.check(self.method, config)
         if data is None:
             raise self.missing_data(ann, config)
+        if config.calibrate:
+            check_fits(ann, config.timesteps, config.max_memory)  # layer-wise calibration, before any work
 
     def missing_data(self, ann: onnx.ModelProto, config: ConvertConfig) -> CalibrationError:
         if config.neuron in (Neuron.IF, Neuron.TSEP):
