@@ -592,3 +592,19 @@ def test_recurrent_snn_is_counted_over_every_element():
         if w.name in ("input_weights", "recurrent_weights"):
             assert w.analog_macs_per_sample == pytest.approx(T_s * w.ann_macs_per_sample)
     assert any("recurrent SNN" in note for note in res.notes)
+
+
+def test_report_of_a_recurrent_snn_whose_scans_list_their_output_axes():
+    """A Scan with an explicit scan_output_axes gets one more axis for each cell tensor the report exposes."""
+    model = onnx.load(str(MODELS / "smnist_qrnn.onnx"))
+    for scan in [n for n in model.graph.node if n.op_type == "Scan"]:
+        scans = next(a.i for a in scan.attribute if a.name == "num_scan_inputs")
+        outputs = len(scan.output) - (len(scan.input) - scans)
+        if outputs:
+            scan.attribute.append(onnx.helper.make_attribute("scan_output_axes", [0] * outputs))
+    assert any(a.name == "scan_output_axes" for n in model.graph.node for a in n.attribute)
+    x = np.load(MODELS / "data" / "smnist_test.npz")
+    x = x[x.files[0]][:2].reshape(2, 784).astype(np.float32)
+    snn = onnx2snn.convert(model, None, onnx2snn.ConvertConfig(timesteps=16)).model
+    result = report(model, snn, {model.graph.input[0].name: x}).as_dict()
+    assert result["analog_macs_per_sample"] > 0 and len(result["layers"]) >= 3

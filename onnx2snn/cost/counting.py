@@ -477,6 +477,9 @@ def _recurrent_runner(snn: onnx.ModelProto, names: list[str]):
                 body.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, dims))
                 exposed[name] = f"{node.name}/{name}/scanned"
                 node.output.append(exposed[name])
+                for a in node.attribute:  # a Scan that lists its scan outputs' axes lists the new one too
+                    if a.name == "scan_output_axes":
+                        a.ints.append(0)
     outer_names = [n for n in names if n not in exposed and n in outer]
     model = augment_outputs(aug, [exposed[n] for n in names if n in exposed] + outer_names)
     run_outer = _runner(model, [exposed.get(n, n) for n in names if n in exposed or n in outer], 1, "folded")
