@@ -115,7 +115,7 @@ def _feed_forward(model: onnx.ModelProto) -> Report:
                  **quant_offenders}
     quantized = {n.name for n in graph.nodes if n.outputs and n.outputs[0].name in detect.quantizers}
     acts = activation_tensors(graph)
-    why = lambda n: "" if n.outputs and n.outputs[0].name in activations else support_reason(graph, n, acts)  # noqa: E731
+    why = lambda n: support_reason(graph, n, acts)  # noqa: E731
     after = {id(n) for n in tail_nodes(graph, acts, why, activations)}
     before = {id(n) for n in head_nodes(graph, acts, why, activations)}
     rows: Counter = Counter()

@@ -504,7 +504,7 @@ def find_unsupported(graph: gs.Graph, quantized: Collection[str] = (), tail: boo
     acts = activation_tensors(graph)
     scalar_inputs = {t.name for t in graph.inputs if _rank(t) == 0}
     offenders = []
-    why = lambda n: "" if n.outputs and n.outputs[0].name in quantized else _reason(graph, n, acts)  # noqa: E731
+    why = lambda n: _reason(graph, n, acts)  # noqa: E731
     after_readout = {id(n) for n in tail_nodes(graph, acts, why, set(quantized))} if tail else set()
     before_time = {id(n) for n in head_nodes(graph, acts, why, set(quantized))} if tail else set()
     for node in graph.nodes:

@@ -33,9 +33,14 @@ from .activations import relu_cap
 SHAPE_ONLY = {"Shape", "Size"}
 
 
-def _upstream_of_activations(graph: gs.Graph, quantized: set[str]) -> set[int]:
-    """ids of the nodes from which an activation (ReLU-like or quantized marker) is reachable, itself included."""
+def _reach(graph: gs.Graph, quantized: set[str], upstream: bool) -> set[int]:
+    """ids of the nodes from which an activation (ReLU-like or quantized marker) is reachable
+    (``upstream``), or that an activation reaches; the activations included."""
     producer = {id(t): n for n in graph.nodes for t in n.outputs}
+    readers: dict[str, list[gs.Node]] = {}
+    for node in graph.nodes:
+        for t in node.inputs:
+            readers.setdefault(t.name, []).append(node)
     seen: set[int] = set()
     stack = [n for n in graph.nodes
              if (n.op in ("Relu", "Clip") and relu_cap(n)[0]) or (n.outputs and n.outputs[0].name in quantized)]
@@ -44,16 +49,26 @@ def _upstream_of_activations(graph: gs.Graph, quantized: set[str]) -> set[int]:
         if id(node) in seen:
             continue
         seen.add(id(node))
-        stack.extend(producer[id(t)] for t in node.inputs if id(t) in producer)
+        if upstream:
+            stack.extend(producer[id(t)] for t in node.inputs if id(t) in producer)
+        else:
+            stack.extend(r for t in node.outputs for r in readers.get(t.name, []))
     return seen
+
+
+def _per_step_reason(reason: Callable[[gs.Node], str], quantized: set[str]) -> Callable[[gs.Node], str]:
+    """``reason``, with none for a node writing a quantized tensor (a marker or an input encoder)."""
+    return lambda n: "" if n.outputs and n.outputs[0].name in quantized else reason(n)
 
 
 def tail_nodes(graph: gs.Graph, acts: set[str], reason: Callable[[gs.Node], str],
                quantized: set[str] = frozenset()) -> list[gs.Node]:
     """The tail's nodes in topological order (see the module docstring); ``acts``: the names of the
-    tensors computed from the model inputs; ``reason``: the support check's reason for a node."""
+    tensors computed from the model inputs; ``reason``: the support check's reason for a node (none
+    for a node writing one of the ``quantized`` tensors)."""
     graph.toposort()
-    upstream = _upstream_of_activations(graph, set(quantized))
+    why = _per_step_reason(reason, set(quantized))
+    upstream = _reach(graph, set(quantized), upstream=True)
     core: set[int] = set()
     tail_tensors: set[str] = set()
     for node in graph.nodes:
@@ -62,7 +77,7 @@ def tail_nodes(graph: gs.Graph, acts: set[str], reason: Callable[[gs.Node], str]
         data = [t for t in node.inputs if not is_empty(t) and t.name in acts]
         if not data:
             continue
-        if any(t.name in tail_tensors for t in node.inputs) or reason(node):
+        if any(t.name in tail_tensors for t in node.inputs) or why(node):
             core.add(id(node))
             tail_tensors.update(t.name for t in node.outputs)
     if not core:
@@ -97,24 +112,6 @@ def crossing_tensors(graph: gs.Graph, tail: list[gs.Node], acts: set[str]) -> li
     return out
 
 
-def _downstream_of_activations(graph: gs.Graph, quantized: set[str]) -> set[int]:
-    """ids of the nodes an activation reaches (the activations included)."""
-    readers: dict[str, list[gs.Node]] = {}
-    for node in graph.nodes:
-        for t in node.inputs:
-            readers.setdefault(t.name, []).append(node)
-    seen: set[int] = set()
-    stack = [n for n in graph.nodes
-             if (n.op in ("Relu", "Clip") and relu_cap(n)[0]) or (n.outputs and n.outputs[0].name in quantized)]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.extend(r for t in node.outputs for r in readers.get(t.name, []))
-    return seen
-
-
 def head_nodes(graph: gs.Graph, acts: set[str], reason: Callable[[gs.Node], str],
                quantized: set[str] = frozenset()) -> list[gs.Node]:
     """The input-side head in topological order: the nodes before the first activation that feed one
@@ -123,10 +120,11 @@ def head_nodes(graph: gs.Graph, acts: set[str], reason: Callable[[gs.Node], str]
     axis, on the model inputs of any dtype; what they hand the network is tiled T times like an input.
     Nodes after the last activation belong to the tail instead (:func:`tail_nodes`)."""
     graph.toposort()
-    upstream = _upstream_of_activations(graph, set(quantized))
-    downstream = _downstream_of_activations(graph, set(quantized))
+    why = _per_step_reason(reason, set(quantized))
+    upstream = _reach(graph, set(quantized), upstream=True)
+    downstream = _reach(graph, set(quantized), upstream=False)
     core = [n for n in graph.nodes if id(n) in upstream and id(n) not in downstream and n.op not in SHAPE_ONLY
-            and any(t.name in acts for t in n.inputs if not is_empty(t)) and reason(n)]
+            and any(t.name in acts for t in n.inputs if not is_empty(t)) and why(n)]
     if not core:
         return []
     producer = {id(t): n for n in graph.nodes for t in n.outputs}

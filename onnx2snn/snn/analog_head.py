@@ -99,8 +99,7 @@ def split(ann: onnx.ModelProto) -> tuple[onnx.ModelProto, Head | None]:
     graph = import_model(ann)
     acts = activation_tensors(graph)
     quantized = quantized_tensors(ann)
-    head = head_nodes(graph, acts, lambda n: "" if n.outputs and n.outputs[0].name in quantized
-                      else support_reason(graph, n, acts), quantized)
+    head = head_nodes(graph, acts, lambda n: support_reason(graph, n, acts), quantized)
     if not head:
         return ann, None
     frontier = frontier_tensors(graph, head)

@@ -96,8 +96,7 @@ def split(ann: onnx.ModelProto) -> tuple[onnx.ModelProto, Tail | None]:
     graph = import_model(ann)
     acts = activation_tensors(graph)
     quantized = quantized_tensors(ann)
-    tail = tail_nodes(graph, acts, lambda n: "" if n.outputs and n.outputs[0].name in quantized
-                      else support_reason(graph, n, acts), quantized)
+    tail = tail_nodes(graph, acts, lambda n: support_reason(graph, n, acts), quantized)
     if not tail:
         return ann, None
     crossing = crossing_tensors(graph, tail, acts)
