@@ -246,8 +246,9 @@ def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
 
 
-def largest_layer(ann: onnx.ModelProto) -> tuple[str, int]:
-    """(name, bytes per sample) of the largest activation or pre-activation of a neuron layer."""
+def largest_layer(ann: onnx.ModelProto) -> tuple[str, int, int]:
+    """(name, bytes per sample) of the largest activation or pre-activation of a neuron layer, and
+    the batch the model runs at its smallest (1, or its fixed batch)."""
     from ..core.shapes import at_sample_batch, tensor_shapes
 
     graph, rows = at_sample_batch(ann)
@@ -256,19 +257,17 @@ def largest_layer(ann: onnx.ModelProto) -> tuple[str, int]:
              for n in (node.inputs[0].name, node.outputs[0].name)
              if shapes.get(n) and all(isinstance(d, int) for d in shapes[n])]
     size, name = max(sizes or [(0, "")])
-    return name, size
+    return name, size, rows
 
 
 def check_fits(ann: onnx.ModelProto, timesteps: int, max_memory: int | None) -> None:
     """ConfigError, before any work, when even one sample of the largest layer's simulation (about
     WORKING_COPIES tensors of T times its size, in half the limit; a fixed batch B: B samples)
     exceeds ``max_memory`` (None: MAX_MEMORY)."""
-    from ..core.shapes import at_sample_batch
     from ..errors import ConfigError
 
     limit = MAX_MEMORY if max_memory is None else int(max_memory)
-    name, per_row = largest_layer(ann)
-    rows = at_sample_batch(ann)[1]
+    name, per_row, rows = largest_layer(ann)
     need = rows * WORKING_COPIES * int(timesteps) * per_row
     if need > limit // 2:
         raise ConfigError(
@@ -371,7 +370,7 @@ class LayerwiseCalibrator:
         fixed batch keeps it."""
         if fixed_batch:
             return requested
-        _, per_row = largest_layer(self.ann)
+        _, per_row, _ = largest_layer(self.ann)
         per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
 
