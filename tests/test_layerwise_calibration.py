@@ -244,3 +244,58 @@ def test_a_memory_limit_layerwise_calibration_cannot_meet_is_refused_before_work
     with pytest.raises(ConfigError, match=r"layer-wise calibration at T=8 needs about .* largest layer '.*' .*"
                                           r"over half of --max-memory"):
         onnx2snn.convert(model, {"input": x[:16]}, cfg)
+
+
+def test_grouped_weight_fit_is_one_ridge_fit_per_group():
+    """A depthwise conv's weight calibration solves one least-squares problem per channel over its
+    kh·kw inputs: the grouped sums give what numpy's solve gives on each group's rows alone."""
+    from onnx2snn.calibration.layerwise import RIDGE, _LeastSquares
+
+    rng = np.random.default_rng(0)
+    G, K, P, out = 3, 4, 200, 2
+    X = rng.normal(size=(P, G * K)).astype(np.float32)
+    R = rng.normal(size=(P, G * out)).astype(np.float32)
+    fit = _LeastSquares(G)
+    fit.add(X[:100], R[:100], valid=1, seed=0)
+    fit.add(X[100:], R[100:], valid=1, seed=1)
+    dW, before, after = fit.solve()
+    assert dW.shape == (G, K + 1, out)
+    for g in range(G):
+        Xa = np.concatenate([X[:, g * K:(g + 1) * K], np.ones((P, 1), np.float32)], 1).astype(np.float64)
+        A = Xa.T @ Xa
+        reg = RIDGE * np.mean(np.diag(A)[:-1]) * np.eye(K + 1)
+        reg[-1, -1] = 0
+        np.testing.assert_allclose(dW[g], np.linalg.solve(A + reg, Xa.T @ R[:, g * out:(g + 1) * out]),
+                                   rtol=1e-4, atol=1e-6)  # the sums are float32 products
+    resid = sum(np.sum((R[:, g * out:(g + 1) * out] - np.concatenate(
+        [X[:, g * K:(g + 1) * K], np.ones((P, 1))], 1) @ dW[g]) ** 2) for g in range(G))
+    assert before == pytest.approx(np.sum(R.astype(np.float64) ** 2) / P, rel=1e-6)
+    assert after == pytest.approx(resid / P, rel=1e-4)
+
+
+def depthwise_model():
+    """Conv 1→4 -> Relu -> depthwise 3×3 (group 4) -> Relu -> GlobalAveragePool -> Gemm 4→3."""
+    rng = np.random.default_rng(1)
+    nodes = [oh.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             oh.make_node("Relu", ["c1"], ["a1"]),
+             oh.make_node("Conv", ["a1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], group=4, name="dw"),
+             oh.make_node("Relu", ["c2"], ["a2"]),
+             oh.make_node("GlobalAveragePool", ["a2"], ["g"]), oh.make_node("Flatten", ["g"], ["f"]),
+             oh.make_node("Gemm", ["f", "w3", "b3"], ["y"], transB=1, name="fc")]
+    inits = {"w1": rng.normal(size=(4, 1, 3, 3)).astype(np.float32), "b1": np.full(4, 0.1, np.float32),
+             "w2": rng.normal(0, 0.5, size=(4, 1, 3, 3)).astype(np.float32), "b2": np.full(4, 0.2, np.float32),
+             "w3": rng.normal(size=(3, 4)).astype(np.float32), "b3": np.zeros(3, np.float32)}
+    return make_model(nodes, [("x", ["N", 1, 8, 8])], [("y", ["N", 3])], inits)
+
+
+def test_weight_calibration_fits_depthwise_convs():
+    x = np.random.default_rng(2).uniform(0, 1, size=(64, 1, 8, 8)).astype(np.float32)
+    cfg = ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max"), calibrate=("weight",))
+    result = onnx2snn.convert(depthwise_model(), {"x": x}, cfg)
+    dw = next(r for r in result.layer_reports if r.name == "a2")
+    assert not dw.notes, dw.notes
+    assert dw.wc_after < dw.wc_before   # the depthwise layer's fit found something to correct
+    before = numpy_helper.to_array(next(i for i in result.ann.graph.initializer if i.name == "w2"))
+    node = next(n for n in result.model.graph.node if n.op_type == "Conv" and n.input[1].startswith("w2"))
+    after = numpy_helper.to_array(next(i for i in result.model.graph.initializer if i.name == node.input[1]))
+    assert after.shape == before.shape and not np.array_equal(after, before)

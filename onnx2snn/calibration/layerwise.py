@@ -136,41 +136,53 @@ class _OutputErrors:
 @dataclass
 class _LeastSquares:
     """Pass-A sums of the weight fit, in float64, over rows [X̄ 1] (the inputs and a bias column)
-    against the current residuals R; a batch of more than ``WC_ROWS`` rows is subsampled (seeded by
-    its index) and its sums scaled up, which keeps them unbiased."""
+    against the current residuals R, one independent fit per group of a grouped conv (G = 1 for a
+    dense Conv or Gemm; a depthwise conv has one per channel, each over its kh·kw inputs); a batch of
+    more than ``WC_ROWS`` rows is subsampled (seeded by its index) and its sums scaled up, which keeps
+    them unbiased."""
 
-    gram: np.ndarray | None = None          # Σ [X̄ 1]ᵀ[X̄ 1], [K+1, K+1]
-    cross: np.ndarray | None = None         # Σ [X̄ 1]ᵀ R, [K+1, Cout]
-    rows: np.ndarray | None = None          # Σ [X̄ 1], [K+1] (the last entry: the number of rows)
+    groups: int = 1
+    gram: np.ndarray | None = None          # Σ [X̄ 1]ᵀ[X̄ 1] per group, [G, K+1, K+1]
+    cross: np.ndarray | None = None         # Σ [X̄ 1]ᵀ R per group, [G, K+1, Cout/G]
+    rows: np.ndarray | None = None          # Σ [X̄ 1] per group, [G, K+1] (the last entry: the number of rows)
     residual_sq: np.ndarray | None = None   # Σ R², [Cout]
-    per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [positions, K+1]
+    per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [positions, G, K+1]
 
     def add(self, X: np.ndarray, R: np.ndarray, valid: int, seed: int) -> None:
-        Xa = np.concatenate([X, np.ones((X.shape[0], 1), np.float32)], axis=1)
-        self.per_position = _add(self.per_position, Xa.reshape(valid, -1, Xa.shape[1]).sum(0, dtype=np.float64))
-        if Xa.shape[0] > WC_ROWS:
-            keep = np.random.default_rng(seed).choice(Xa.shape[0], WC_ROWS, replace=False)
-            scale = Xa.shape[0] / WC_ROWS
+        G = self.groups
+        P = X.shape[0]
+        Xa = np.concatenate([X.reshape(P, G, -1), np.ones((P, G, 1), np.float32)], axis=2)  # [P, G, K+1]
+        self.per_position = _add(self.per_position, Xa.reshape((valid, -1) + Xa.shape[1:]).sum(0, dtype=np.float64))
+        if P > WC_ROWS:
+            keep = np.random.default_rng(seed).choice(P, WC_ROWS, replace=False)
+            scale = P / WC_ROWS
             Xa, R = Xa[keep], R[keep]
         else:
             scale = 1.0
-        gram, cross = (Xa.T @ Xa).astype(np.float64) * scale, (Xa.T @ R).astype(np.float64) * scale
+        Rg = R.reshape(R.shape[0], G, -1)                                  # [P, G, Cout/G]
+        Xt = Xa.transpose(1, 2, 0)                                         # [G, K+1, P]
+        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)).astype(np.float64) * scale
+        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)).astype(np.float64) * scale
         self.gram = _add(self.gram, gram)
         self.cross = _add(self.cross, cross)
         self.rows = _add(self.rows, Xa.sum(0, dtype=np.float64) * scale)
         self.residual_sq = _add(self.residual_sq, (R.astype(np.float64) ** 2).sum(0) * scale)
 
     def solve(self):
-        """(ΔW [K+1, Cout], objective per row before, after): the ridge solution, λ = RIDGE · mean
-        diagonal of the Gram matrix, the bias row unpenalised."""
+        """(ΔW [G, K+1, Cout/G], objective per row before, after): per group the ridge solution,
+        λ = RIDGE · mean diagonal of its Gram matrix, the bias row unpenalised."""
         A, B = self.gram, self.cross
-        lam = RIDGE * float(np.mean(np.diag(A)[:-1])) if A.shape[0] > 1 else RIDGE
-        reg = lam * np.eye(A.shape[0])
-        reg[-1, -1] = 0.0
+        K1 = A.shape[1]
+        lam = RIDGE * np.mean(np.diagonal(A, axis1=1, axis2=2)[:, :-1], axis=1) if K1 > 1 \
+            else np.full(A.shape[0], RIDGE)
+        lam = np.where(lam > 0, lam, 1.0)  # a group whose inputs never spiked: ΔW = 0 but for its bias
+        reg = lam[:, None, None] * np.eye(K1)
+        reg[:, -1, -1] = 0.0
         dW = np.linalg.solve(A + reg, B)
         before = float(self.residual_sq.sum())
-        after = before - float(2 * np.sum(dW * B) - np.sum(dW * (A @ dW)))  # ‖R − X·ΔW‖²
-        return dW, before / self.rows[-1], after / self.rows[-1]
+        after = before - float(2 * np.sum(dW * B) - np.sum(dW * np.matmul(A, dW)))  # ‖R − X·ΔW‖²
+        rows = float(self.rows[0, -1])
+        return dW, before / rows, after / rows
 
 
 def _extract(model: onnx.ModelProto, stops: set[str], outputs: list[str]) -> tuple[onnx.ModelProto, list[str]]:
@@ -233,8 +245,9 @@ def _attr(node, name, default):
 
 
 def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
-    """Conv input patches [positions, Cin·kh·kw] in the order of W.reshape(Cout, -1)."""
-    if x.ndim != 4 or _attr(node, "group", 1) != 1 or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+    """Conv input patches [positions, Cin·kh·kw], channel-major: for G groups, column block g (of
+    Cin/G·kh·kw) is group g's patch in the order of W[g·Cout/G:(g+1)·Cout/G].reshape(Cout/G, -1)."""
+    if x.ndim != 4 or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         return None
     kh, kw = w_shape[2], w_shape[3]
     sh, sw = _attr(node, "strides", [1, 1])
@@ -285,7 +298,7 @@ class LayerwiseCalibrator:
                  keep_bytes: int | None = None, sample_steps: int | None = None, max_memory: int | None = None):
         self.neuron = kind(neuron)  # the neuron the SNN will use, simulated layer by layer
         self.max_memory = MAX_MEMORY if max_memory is None else int(max_memory)
-        self.keep_bytes = min(KEEP_BYTES, self.max_memory // 4) if keep_bytes is None else int(keep_bytes)
+        self.keep_bytes = min(KEEP_BYTES, self.max_memory // 8) if keep_bytes is None else int(keep_bytes)
         self.sample_steps = SAMPLE_STEPS if sample_steps is None else int(sample_steps)
         self.ann = onnx.ModelProto()
         self.ann.CopyFrom(ann)
@@ -365,7 +378,7 @@ class LayerwiseCalibrator:
 
     def batch_for_memory(self, requested: int, fixed_batch: int | None) -> int:
         """The largest batch ≤ ``requested`` whose simulation of the largest layer (T·n rows, about
-        WORKING_COPIES tensors of its size alive) stays under half of ``max_memory`` (a quarter is for
+        WORKING_COPIES tensors of its size alive) stays under half of ``max_memory`` (an eighth is for
         the kept pass-A currents, the rest for the packed spike trains and the ANN); a model with a
         fixed batch keeps it."""
         if fixed_batch:
@@ -424,7 +437,8 @@ class LayerwiseCalibrator:
         ``keep_bytes`` are kept for pass B, by batch index."""
         sess, inputs = self._segment_session(outs, stops, layer.act)
         w_node = layer.weight_node if Calibration.WEIGHT in self.steps else None
-        errors, fit = _OutputErrors(), (None if w_node is None else _LeastSquares())
+        errors = _OutputErrors()
+        fit = None if w_node is None else _LeastSquares(int(_attr(w_node, "group", 1)) if w_node.op_type == "Conv" else 1)
         kept: dict[int, np.ndarray] = {}
         kept_bytes = 0
         for b, (feed, valid) in enumerate(batches):
@@ -458,7 +472,8 @@ class LayerwiseCalibrator:
         """WC: apply the ridge solution ΔW and take the current change it makes off the error sums."""
         dW, report.wc_before, report.wc_after = fit.solve()
         self._apply_weights(layer.weight_node, dW)
-        shift_n = (fit.per_position @ dW).T.reshape(errors.per_neuron.shape)  # Σ_n of the current change
+        shift = np.einsum("pgk,gko->pgo", fit.per_position, dW)               # Σ_n of the current change
+        shift_n = shift.reshape(shift.shape[0], -1).T.reshape(errors.per_neuron.shape)
         errors.per_neuron = errors.per_neuron - shift_n
         errors.per_channel = errors.per_channel - shift_n.reshape(shift_n.shape[0], -1).sum(1)
 
@@ -543,14 +558,15 @@ class LayerwiseCalibrator:
 
     def _apply_weights(self, node, dW: np.ndarray) -> None:
         w = numpy_helper.to_array(self.inits[node.input[1]]).astype(np.float64)
-        if node.op_type == "Conv":
-            w = w + dW[:-1].T.reshape(w.shape)
+        if node.op_type == "Conv":   # dW [G, K+1, Cout/G]: output channel g·Cout/G + j is dW[g, :-1, j]
+            w = w + dW[:, :-1, :].transpose(0, 2, 1).reshape(w.shape)
         else:
             alpha = float(_attr(node, "alpha", 1.0))
-            w = w + (dW[:-1].T if _attr(node, "transB", 0) else dW[:-1]) / alpha
+            w = w + (dW[0, :-1].T if _attr(node, "transB", 0) else dW[0, :-1]) / alpha
         self._set(node.input[1], w)
         name = self._bias_name(node)
         if name is not None:
             bias = numpy_helper.to_array(self.inits[name]).astype(np.float64).reshape(-1)
             scale = float(_attr(node, "beta", 1.0)) if node.op_type == "Gemm" else 1.0
-            self._set(name, np.broadcast_to(bias, dW[-1].shape) + dW[-1] / scale)
+            delta = dW[:, -1, :].reshape(-1)
+            self._set(name, np.broadcast_to(bias, delta.shape) + delta / scale)
