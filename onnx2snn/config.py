@@ -160,3 +160,27 @@ def preset_config(name: str, **overrides) -> ConvertConfig:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}'; known: {', '.join(PRESETS)}")
     return ConvertConfig(**{**PRESETS[name], **overrides})
+
+
+# The flags that choose a method (neuron, thresholds, initial potential, layer-wise calibration).
+METHOD_FIELDS = ("threshold", "channel_wise", "v_init", "calibrate", "neuron")
+
+
+def default_config(timesteps: int, *, data: bool, **options) -> ConvertConfig:
+    """The pipeline ``onnx2snn convert`` runs when no method flag (:data:`METHOD_FIELDS`, ``--preset``) is given.
+
+    With calibration data (``data``): the ``best`` preset, the most accurate across the development models
+    (benchmarks/real_models.py); where its bipolar neuron is not available (``form`` streaming or
+    portable, ``reset`` zero) the same thresholds and calibration with IF neurons. Without data: the plain
+    defaults, which convert a quantized ANN losslessly (a float ANN needs data; recipes say so).
+    ``options`` are the non-method fields (form, reset, batch_size, max_memory).
+    """
+    bad = [k for k in options if k in METHOD_FIELDS or k == "timesteps"]
+    if bad:
+        raise ConfigError(f"default_config takes no method options ({', '.join(bad)}); use ConvertConfig")
+    if not data:
+        return ConvertConfig(timesteps=timesteps, **options)
+    form = Form(options.get("form", Form.FOLDED))
+    reset = Reset(options.get("reset", Reset.SUBTRACT))
+    bipolar = form in (Form.FOLDED, Form.CUMULATIVE) and reset is Reset.SUBTRACT
+    return preset_config("best", timesteps=timesteps, **options, **({} if bipolar else {"neuron": Neuron.AUTO}))

@@ -9,6 +9,7 @@ import numpy as np
 import onnx.helper as oh
 import pytest
 
+import onnx2snn
 from conftest import MODELS, make_model
 from onnx2snn.cli import main
 
@@ -181,6 +182,29 @@ def test_convert_preset_best_with_report(tmp_path, capsys):
     # an explicit flag wins over the preset
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--neuron", "if", "-q")) == 0
     assert "3 IFNeuron layer(s)" in capsys.readouterr().out
+
+
+def test_convert_without_method_flags_runs_the_best_pipeline(tmp_path, capsys):
+    """Calibration data and no method flag: --preset best (IF neurons where the form excludes bipolar
+    ones); one method flag: that method, the rest at the plain defaults."""
+    out = tmp_path / "snn.onnx"
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4")) == 0
+    text = capsys.readouterr().out
+    assert "3 BIFNeuron layer(s)" in text and "calibration bias,potential" in text
+    assert "threshold mse channel-wise, v_init half" in text and "(the default pipeline: --preset best)" in text
+    default = onnx2snn.load_model(out)
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best")) == 0
+    assert "default pipeline" not in capsys.readouterr().out
+    best = onnx2snn.load_model(out)
+    assert [n.op_type for n in default.graph.node] == [n.op_type for n in best.graph.node]
+    assert all(a == b for a, b in zip(default.graph.initializer, best.graph.initializer))
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--form", "streaming")) == 0
+    text = capsys.readouterr().out
+    assert "3 IFNeuron layer(s)" in text and "calibration bias,potential" in text and "streaming form" in text
+    assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--channel-wise")) == 0
+    text = capsys.readouterr().out
+    assert "3 IFNeuron layer(s)" in text and "threshold percentile:99.99 channel-wise" in text
+    assert "calibration none" in text and "default pipeline" not in text
 
 
 @pytest.mark.parametrize("flags, fragment", [

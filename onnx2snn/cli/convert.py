@@ -3,12 +3,17 @@ from __future__ import annotations
 
 import time
 
-from ..config import ConvertConfig, Form, Neuron, Reset, VInit, preset_config
+from ..config import ConvertConfig, Form, Neuron, Reset, VInit, default_config, preset_config
 from ._args import calibrate_steps, memory_size, positive_int, threshold
 
 
 def add_parser(sub, parents) -> None:
-    c = sub.add_parser("convert", parents=parents, help="convert an ANN to a calibrated SNN")
+    c = sub.add_parser("convert", parents=parents, help="convert an ANN to a calibrated SNN",
+                       description="Without a method flag (--threshold, --channel-wise, --v-init, --calibrate, "
+                                   "--neuron, --preset) and with --calibration-data, convert runs the most accurate "
+                                   "pipeline there is: --preset best (with IF neurons where --form or --reset "
+                                   "exclude bipolar ones). Any method flag selects that method instead, its other "
+                                   "settings at their plain defaults.")
     c.add_argument("model", help="ANN in ONNX format")
     c.add_argument("-o", "--output", required=True, help="where to write the SNN (.onnx)")
     c.add_argument("--calibration-data", default=None,
@@ -18,15 +23,16 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--threshold", type=threshold, default=None,
                    help="threshold balancing: max, percentile:P of the positive activations, mse "
                         "(least T-level quantisation error) or ltb (local threshold balancing, with "
-                        "v_init θ/2) (default: percentile:99.99)")
+                        "v_init θ/2) (default: mse from the default pipeline; percentile:99.99 when other "
+                        "method flags are given)")
     c.add_argument("--channel-wise", action="store_true", default=None, help="one threshold per channel")
     c.add_argument("--v-init", choices=[v.value for v in VInit], default=None,
                    help="initial membrane potential: zero (default) or half the threshold")
     c.add_argument("--calibrate", type=calibrate_steps, default=None, metavar="STEPS",
                    help="layer-wise parameter calibration: comma-separated subset of bias,potential,weight")
     c.add_argument("--preset", choices=["best"], default=None,
-                   help="best: the pipeline the calibration benchmark found best (flags given "
-                        "explicitly override it)")
+                   help="best (the default with calibration data): --threshold mse --channel-wise --v-init half "
+                        "--calibrate bias,potential --neuron bif; flags given beside it override it")
     c.add_argument("--report", action="store_true",
                    help="print per layer the clipping and flooring errors before/after calibration")
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
@@ -47,8 +53,8 @@ def add_parser(sub, parents) -> None:
                         "calibrated like if with L = T (it takes back spikes the uneven input made it fire "
                         "early; folded form only); tsep: integrate-then-fire (temporal separation), "
                         "calibrated like if, each layer exactly the T-level quantised ReLU, latency (D+1)·T "
-                        "steps; auto (default; --preset best: bif): bif when every activation is quantized, "
-                        "else if")
+                        "steps; auto (with other method flags; the default pipeline and --preset best: bif): "
+                        "bif when every activation is quantized, else if")
 
 
 def run(args) -> int:
@@ -62,7 +68,15 @@ def run(args) -> int:
              if v is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
                   form=Form(args.form), max_memory=args.max_memory)
-    config = preset_config(args.preset, **common, **given) if args.preset else ConvertConfig(**common, **given)
+    default = False
+    if args.preset:
+        config = preset_config(args.preset, **common, **given)
+    elif given:
+        config = ConvertConfig(**common, **given)
+    else:  # no method flag: the most accurate pipeline there is for the data given (config.default_config)
+        default = args.calibration_data is not None
+        config = default_config(args.timesteps, data=args.calibration_data is not None,
+                                **{k: v for k, v in common.items() if k != "timesteps"})
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
@@ -84,7 +98,8 @@ def run(args) -> int:
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} {op} layer(s), T={config.timesteps}, threshold {config.threshold}"
           f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
-          f"{config.form.value} form, {time.perf_counter() - start:.1f}s")
+          f"{config.form.value} form, {time.perf_counter() - start:.1f}s"
+          f"{pipeline_note(config) if default else ''}")
     meta = metadata.read(result.model)
     if meta.latency_steps is not None:
         print(f"latency: first output after {meta.latency_steps} steps ((D+1)·T, D = {meta.spiking_depth} "
@@ -92,6 +107,13 @@ def run(args) -> int:
     if args.report:
         print_layer_report(result.layer_reports)
     return 0
+
+
+def pipeline_note(config: ConvertConfig) -> str:
+    if config.neuron is Neuron.BIF:
+        return " (the default pipeline: --preset best)"
+    return (f" (the default pipeline: --preset best with IF neurons, as --form {config.form.value} --reset "
+            f"{config.reset.value} excludes bipolar ones)")
 
 
 def print_layer_report(reports) -> None:
