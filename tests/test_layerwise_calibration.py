@@ -42,14 +42,23 @@ def test_bias_calibration_by_hand():
 
 
 def test_potential_calibration_by_hand():
-    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, calibrate=("potential",)))
+    """PC adds T·k·(mean error) to v0, k = 1 − s²/d² the part of the mean its samples tell from noise:
+    three samples at 0.3 (error 0.05 each) and one at 1.0 (error 0): mean 0.0375, squared standard
+    error var/(n − 1) = 0.00046875/3, so k = 1 − 0.00015625/0.00140625 = 8/9."""
+    data = {"x": np.array([[0.3], [0.3], [0.3], [1.0]], np.float32)}
+    result = onnx2snn.convert(one_neuron_model(), data, ConvertConfig(**CFG, calibrate=("potential",)))
     v0 = result.v_init["a"]
-    np.testing.assert_allclose(np.asarray(v0).reshape(-1), [4 * 0.025], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(v0).reshape(-1), [4 * 0.0375 * 8 / 9], atol=1e-6)
     neuron = next(n for n in result.model.graph.node if n.op_type == "IFNeuron")
     assert len(neuron.input) == 3  # v_init is wired into the op
-    # with v0 = 0.1 the first sample now spikes at t = 2 (0.4, 0.7, 1.0): still one spike in 4 steps,
-    # but the error after is not larger than before
     assert result.layer_reports[0].floor_after <= result.layer_reports[0].floor_before + 1e-9
+
+
+def test_potential_calibration_leaves_what_is_noise():
+    """Two samples with errors 0.05 and 0: the mean 0.025 is one standard error from 0, so the data
+    cannot tell it from noise and PC leaves v0 at 0 (a correction fitted to it would not generalise)."""
+    result = onnx2snn.convert(one_neuron_model(), DATA, ConvertConfig(**CFG, calibrate=("potential",)))
+    np.testing.assert_allclose(np.asarray(result.v_init["a"]).reshape(-1), [0.0], atol=1e-7)
 
 
 def test_half_init_is_theta_over_two():
@@ -299,3 +308,21 @@ def test_weight_calibration_fits_depthwise_convs():
     node = next(n for n in result.model.graph.node if n.op_type == "Conv" and n.input[1].startswith("w2"))
     after = numpy_helper.to_array(next(i for i in result.model.graph.initializer if i.name == node.input[1]))
     assert after.shape == before.shape and not np.array_equal(after, before)
+
+
+def test_weight_calibration_on_too_few_samples_warns_with_the_number_needed(caplog):
+    """The Gemm after the pool fits 4 weights + a bias per output: 3 samples are too few."""
+    import logging
+
+    x = np.random.default_rng(3).uniform(0, 1, size=(3, 1, 8, 8)).astype(np.float32)
+    cfg = ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max"), calibrate=("weight",))
+    model = depthwise_model()
+    nodes = list(model.graph.node)
+    del model.graph.node[:]   # a Relu after the Gemm makes it a neuron layer whose weights are fitted
+    model.graph.node.extend(nodes[:-1] + [oh.make_node("Gemm", ["f", "w3", "b3"], ["h"], transB=1, name="fc"),
+                                          oh.make_node("Relu", ["h"], ["y"])])
+    with caplog.at_level(logging.WARNING):
+        result = onnx2snn.convert(model, {"x": x}, cfg)
+    said = [r.getMessage() for r in caplog.records if "weight calibration of layer" in r.getMessage()]
+    assert len(said) == 1 and "'y'" in said[0] and "give at least 5 calibration samples" in said[0], said
+    assert result.layer_reports[-1].notes == ["WC underdetermined: at least 5 samples needed"]

@@ -15,8 +15,10 @@ a = clip(z, 0, cap) and SNN time-averaged output r̄ = (1/T)·Σ_t y_t:
   trains distort. The objective before and after is reported per layer;
 - bias calibration (BC): b_c += e_c = mean_{n,pos}(a − r̄ − X̄ΔW) per channel c
   (the output error WC did not already remove);
-- potential calibration (PC): v0 += T·(mean_n(a − r̄ − X̄ΔW) − e_c) per neuron
-  (the charge BC does not already add), clipped to [−θ, θ].
+- potential calibration (PC): v0 += T·k·(mean_n(a − r̄ − X̄ΔW) − e_c) per neuron
+  (the charge BC does not already add), shrunk by k = max(0, 1 − s²/d²) where d
+  is that difference and s its standard error over the n samples (the part the
+  data cannot tell from noise is not fitted), clipped to [−θ, θ].
 
 All three corrections are computed from one pass over the data (the later
 steps assume the neuron is in its linear range, where shifting every step's
@@ -107,6 +109,7 @@ class _OutputErrors:
 
     per_channel: np.ndarray | None = None   # Σ over samples and positions of e, [C]
     per_neuron: np.ndarray | None = None    # Σ over samples of e, [C, ...]
+    per_neuron_sq: np.ndarray | None = None  # Σ over samples of e², [C, ...] (the noise of the per-neuron mean)
     channel_terms: int = 0                  # terms in each channel's sum (samples × positions)
     samples: int = 0
     activation_sq: float = 0.0              # Σ a²
@@ -118,6 +121,7 @@ class _OutputErrors:
         axes = (0,) + tuple(range(2, e.ndim))
         self.per_channel = _add(self.per_channel, e.sum(axis=axes))
         self.per_neuron = _add(self.per_neuron, e.sum(axis=0))
+        self.per_neuron_sq = _add(self.per_neuron_sq, np.square(e, dtype=np.float64).sum(axis=0))
         self.channel_terms += int(np.prod([e.shape[k] for k in axes]))
         self.samples += valid
         self.activation_sq += _sq(a)
@@ -470,6 +474,14 @@ class LayerwiseCalibrator:
     def _calibrate_weights(self, layer: _Layer, fit: _LeastSquares, errors: _OutputErrors,
                            report: LayerReport) -> None:
         """WC: apply the ridge solution ΔW and take the current change it makes off the error sums."""
+        params, positions = fit.gram.shape[1], fit.per_position.shape[0]
+        if errors.samples * positions < params:
+            need = -(-params // positions)
+            log.warning("weight calibration of layer '%s' fits %d weights per output from %d rows (%d samples x "
+                        "%d positions): underdetermined, only the ridge term holds it; give at least %d "
+                        "calibration samples", layer.act, params, errors.samples * positions, errors.samples,
+                        positions, need)
+            report.notes.append(f"WC underdetermined: at least {need} samples needed")
         dW, report.wc_before, report.wc_after = fit.solve()
         self._apply_weights(layer.weight_node, dW)
         shift = np.einsum("pgk,gko->pgo", fit.per_position, dW)               # Σ_n of the current change
@@ -491,9 +503,17 @@ class LayerwiseCalibrator:
         return delta_b, None
 
     def _calibrate_potential(self, layer: _Layer, errors: _OutputErrors, delta_b: np.ndarray) -> None:
-        """PC: v0 += T·(mean_n e − e_c) per neuron, clipped to [−θ, θ]."""
+        """PC: v0 += T·k·(mean_n e − e_c) per neuron, clipped to [−θ, θ]. The shrinkage k = max(0, 1 −
+        s²/d²) (d = mean_n e − e_c, s² = var_n(e)/n the squared standard error of the mean) keeps of
+        each neuron's correction the part its samples can tell from noise: a correction fitted to the
+        noise of a few hundred calibration samples would not hold on other data."""
         shape = errors.channel_shape
-        dv = self.T * (errors.per_neuron / errors.samples - delta_b.reshape(shape))
+        n = errors.samples
+        mean = errors.per_neuron / n
+        d = mean - delta_b.reshape(shape)
+        se2 = np.maximum(errors.per_neuron_sq / n - np.square(mean, dtype=np.float64), 0.0) / max(n - 1, 1)
+        keep = np.clip(1.0 - se2 / np.maximum(np.square(d, dtype=np.float64), 1e-30), 0.0, 1.0)
+        dv = self.T * keep * d
         theta = layer.theta.reshape(shape) if layer.theta.ndim else layer.theta
         layer.v0 = np.clip(np.broadcast_to(layer.v0, errors.per_neuron.shape) + dv, -theta, theta).astype(np.float32)
 
