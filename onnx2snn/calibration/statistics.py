@@ -1,16 +1,50 @@
-"""Streaming statistics of one activation tensor: max and a histogram.
+"""Streaming statistics of one activation tensor: max and a histogram, mergeable exactly.
 
 Values are grouped per channel (axis 1) or for the whole layer. Only positive
 values enter the histogram (a ReLU output is zero for most inputs; the
 percentile of the active values is the robust threshold of Rueckauer et al.
-2017 and snntoolbox). The histogram has a fixed number of equal-width bins
-starting at 0; when a larger value arrives the bin width doubles (adjacent
-bins merge), so memory stays fixed however many batches stream by and the
-counts stay exact up to the bin width.
+2017 and snntoolbox). The histogram has a fixed number B of equal-width bins
+starting at 0, so memory stays fixed however many batches stream by.
+
+The bin width of a group is always a power of two: the smallest w = 2^e with
+max < w·B (the value x goes to bin ⌊x / w⌋). When a larger value arrives the
+width grows to the new power 2^(e+k) and each group of 2^k adjacent bins is
+summed into one. Because ⌊⌊x / w⌋ / 2^k⌋ = ⌊x / (2^k·w)⌋ and division by a
+power of two is exact in floating point, that coarsened histogram is the one
+the values would have given at the new width directly.
+
+Invariant: the statistics (max, width, histogram, samples) of a set of batches
+depend only on the set, not on the order the batches came in nor on how they were
+split among several :class:`ActivationStats` later joined with :meth:`merge`;
+counts are exact at the final bin width.
 """
 from __future__ import annotations
 
 import numpy as np
+
+
+def pow2_width(peak: np.ndarray, bins: int) -> np.ndarray:
+    """Per group, the smallest power of two w with peak < w·bins (0 where peak ≤ 0)."""
+    peak = np.asarray(peak, np.float64)
+    _, e = np.frexp(np.where(peak > 0, peak / bins, 1.0))
+    w = np.ldexp(1.0, e)                        # 2^(e-1) ≤ peak/bins < 2^e, up to the rounding of peak/bins
+    w = np.where(peak >= w * bins, w * 2, w)
+    w = np.where(peak < w / 2 * bins, w / 2, w)
+    return np.where(peak > 0, w, 0.0)
+
+
+def coarsen(hist: np.ndarray, k: int) -> np.ndarray:
+    """Counts ``hist`` [B] at width w, regrouped at width 2^k·w (bin j holds old bins j·2^k .. (j+1)·2^k − 1)."""
+    if k == 0:
+        return hist
+    out = np.zeros_like(hist)
+    np.add.at(out, np.arange(hist.shape[0]) >> min(k, 62), hist)
+    return out
+
+
+def _doublings(old: float, new: float) -> int:
+    """k with new = 2^k·old (both powers of two)."""
+    return int(np.frexp(new)[1] - np.frexp(old)[1])
 
 
 class ActivationStats:
@@ -21,7 +55,7 @@ class ActivationStats:
         self.bins = bins
         self.max: np.ndarray | None = None  # [G] largest value seen (0 when none > 0)
         self.hist: np.ndarray | None = None  # [G, bins] counts of positive values
-        self.width: np.ndarray | None = None  # [G] bin width (0 until a positive value is seen)
+        self.width: np.ndarray | None = None  # [G] bin width, a power of two (0 until a positive value is seen)
         self.samples = 0
         self.shape: tuple | None = None  # one sample's shape, e.g. (C, H, W)
 
@@ -32,6 +66,14 @@ class ActivationStats:
         if self.channel_wise:
             return np.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
         return a.reshape(1, -1)
+
+    def _grow(self, peak: np.ndarray) -> None:
+        """Raise max to ``peak`` where it is larger, coarsening the histograms to the new widths."""
+        peak = np.maximum(self.max, peak)
+        width = pow2_width(peak, self.bins)
+        for c in np.nonzero((width != self.width) & (self.width > 0))[0]:
+            self.hist[c] = coarsen(self.hist[c], _doublings(self.width[c], width[c]))
+        self.max, self.width = peak, width
 
     def update(self, a: np.ndarray) -> None:
         """Add one batch ``a`` [N, C, ...] of activations."""
@@ -48,23 +90,35 @@ class ActivationStats:
             raise ValueError(f"activation has {G} channels, earlier batches had {self.max.shape[0]}")
         if g.shape[1] == 0:
             return
-        bmax = g.max(axis=1).astype(np.float64)
-        self.max = np.maximum(self.max, bmax)
-        for c in np.nonzero(bmax > 0)[0]:
-            if self.width[c] == 0:
-                self.width[c] = bmax[c] * (1 + 1e-7) / B
-            while bmax[c] >= self.width[c] * B:
-                h = self.hist[c].reshape(B // 2, 2).sum(axis=1)
-                self.hist[c] = 0
-                self.hist[c, : B // 2] = h
-                self.width[c] *= 2
+        self._grow(g.max(axis=1).astype(np.float64))
         pos = g > 0
         if not pos.any():
             return
         rows = np.broadcast_to(np.arange(G)[:, None], g.shape)[pos]
-        widths = self.width[rows]
-        idx = np.minimum((g[pos] / widths).astype(np.int64), B - 1)
+        idx = np.minimum((g[pos] / self.width[rows]).astype(np.int64), B - 1)  # exact: w is a power of two
         self.hist += np.bincount(rows * B + idx, minlength=G * B).reshape(G, B)
+
+    def merge(self, other: "ActivationStats") -> "ActivationStats":
+        """Add the statistics of ``other`` (batches of the same tensor seen elsewhere) to these; returns self.
+        Exact: the result equals one pass over both sets of batches, in any order."""
+        if (other.channel_wise, other.bins) != (self.channel_wise, self.bins):
+            raise ValueError(f"cannot merge statistics with channel_wise={other.channel_wise}, bins={other.bins} "
+                             f"into channel_wise={self.channel_wise}, bins={self.bins}")
+        if other.max is None:
+            self.samples += other.samples
+            return self
+        if self.max is None:
+            self.max, self.hist, self.width = other.max.copy(), other.hist.copy(), other.width.copy()
+            self.samples, self.shape = self.samples + other.samples, other.shape
+            return self
+        if other.max.shape != self.max.shape or other.shape != self.shape:
+            raise ValueError(f"cannot merge statistics of samples {other.shape} ({other.max.shape[0]} groups) "
+                             f"into {self.shape} ({self.max.shape[0]} groups)")
+        self._grow(other.max)
+        for c in np.nonzero(other.width > 0)[0]:
+            self.hist[c] += coarsen(other.hist[c], _doublings(other.width[c], self.width[c]))
+        self.samples += other.samples
+        return self
 
     def percentile(self, p: float) -> np.ndarray:
         """Per group, the p-th percentile of the positive values (upper bin edge, capped at max);
