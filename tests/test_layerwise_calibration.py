@@ -214,9 +214,9 @@ def test_layerwise_calibration_caps_sample_steps(monkeypatch):
 
 
 def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist, caplog):
-    """--max-memory bounds layer-wise calibration: under 8 MiB the bundled CNN is simulated in batches
-    of a few samples (said in a warning), and the calibrated SNN is the one a large limit gives (the
-    sums only change their order)."""
+    """--max-memory bounds the statistics phase and layer-wise calibration: under 8 MiB the bundled CNN
+    runs both in batches of a few samples (each said in a warning), and the calibrated SNN is the one a
+    large limit gives (the histograms do not depend on the batches; the sums only change their order)."""
     import logging
 
     model, x, _ = mnist
@@ -228,6 +228,8 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
         small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 20))
     said = [r.getMessage() for r in caplog.records if "layer-wise calibration ran batches of" in r.getMessage()]
     assert said and "--max-memory 8 MiB" in said[0]
+    stats = [r.getMessage() for r in caplog.records if "activation statistics ran batches of" in r.getMessage()]
+    assert stats and 1 <= int(stats[0].split("batches of ")[1].split()[0]) < 64, stats
     batch = int(said[0].split("batches of ")[1].split()[0])
     assert 1 <= batch < 64
     for name in large.v_init:

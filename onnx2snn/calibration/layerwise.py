@@ -291,7 +291,8 @@ def check_fits(ann: onnx.ModelProto, timesteps: int, max_memory: int | None) -> 
             f"layer-wise calibration at T={timesteps} needs about {need / 2**30:.2f} GiB for "
             f"{'one sample' if rows == 1 else f'the fixed batch of {rows}'} of its largest layer '{name}' "
             f"({per_row / 2**20:.1f} MiB per sample and step, {WORKING_COPIES} copies), over half of --max-memory "
-            f"{limit / 2**30:.2f} GiB: raise --max-memory, use fewer --timesteps, or convert without --calibrate")
+            f"{limit / 2**30:.2f} GiB: raise --max-memory, use fewer --timesteps, or convert without layer-wise "
+            "calibration (method flags without --calibrate, e.g. --threshold mse --channel-wise --v-init half)")
 
 
 class LayerwiseCalibrator:

@@ -34,6 +34,7 @@ from ..neurons.temporal_separation.portable import PortableTSNeuronsPass
 from ..passes.activations import activation_names, activation_nodes
 from ..passes.canonicalize import canonicalize
 from ..passes.quantizers import quantizers_from_metadata
+from ..runtime.memory import DEFAULT_MAX_MEMORY, statistics_batch
 from ..snn import AddTimeAxisPass, HoistTimeInvariantPass, ReadoutPass, SpikeActivationsPass
 from .base import Built, Parameters, Recipe, neuron_layers
 
@@ -76,8 +77,9 @@ class RateRecipe(Recipe):
         plain = [f"'{n.name or n.outputs[0].name}' ({n.op})" for n in activation_nodes(import_model(ann))
                  if n.outputs[0].name not in quantizers]
         return CalibrationError(f"the activations {', '.join(plain)} are not quantized: their neurons need "
-                                "thresholds calibrated on data (--calibration-data); only a graph whose "
-                                "activations are all quantized converts without (--neuron bif)")
+                                "thresholds calibrated on data (--calibration-data; a few hundred samples of "
+                                "the model's input are enough for the default pipeline); only a graph whose "
+                                "activations are all quantized converts without (--neuron bif, lossless)")
 
     def calibrate(self, ann: onnx.ModelProto, data, config: ConvertConfig, progress: bool = False) -> Parameters:
         feeds = calibration_feeds(data, ann)
@@ -89,7 +91,12 @@ class RateRecipe(Recipe):
         fixed = specs[0].fixed_batch if len(specs) == 1 else None
         spec, T = config.threshold, config.timesteps
         half = config.v_init is VInit.HALF or spec.method is ThresholdMethod.LTB
-        reader = ArrayDataReader(feeds, config.batch_size, fixed)
+        n = len(next(iter(feeds.values())))
+        batch = config.batch_size if fixed else statistics_batch(ann, config.batch_size, config.max_memory, n)
+        if batch < min(config.batch_size, n):
+            log.warning("activation statistics ran batches of %d samples (--batch-size %d) to stay under "
+                        "--max-memory %s", batch, config.batch_size, _size(config.max_memory or DEFAULT_MAX_MEMORY))
+        reader = ArrayDataReader(feeds, batch, fixed)
         stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
         if spec.method is ThresholdMethod.LTB:
             shapes = {n: stats[n].shape for n in names}

@@ -109,6 +109,21 @@ def estimate(model: onnx.ModelProto) -> MemoryEstimate:
     return MemoryEstimate(weights, -(-per_run // fixed_batch), -(-largest // fixed_batch), -(-io_run // fixed_batch))
 
 
+# Temporaries of one activation's histogram update (ActivationStats.update): a float32 copy, a mask,
+# int64 group rows and bin indices, per element, next to the 4-byte activation itself.
+HISTOGRAM_COPIES = 8
+
+
+def statistics_batch(ann: onnx.ModelProto, requested: int, limit: int | None, samples: int) -> int:
+    """The batch of the statistics phase: the largest ≤ ``requested`` whose run of the ANN with every
+    activation an output (each tensor alive at once: :func:`estimate`'s sum) plus the histogram
+    update of the largest stays under half of ``limit`` (None: 4 GiB); at least 1."""
+    limit = DEFAULT_MAX_MEMORY if limit is None else limit
+    e = estimate(ann)
+    run = replace(e, per_sample=e.per_sample + HISTOGRAM_COPIES * e.largest)
+    return batch_for_memory([run], limit // 2, min(requested, max(1, samples)), samples)[0]
+
+
 def check_folded_fits(ann: onnx.ModelProto, timesteps: int, limit: int | None) -> None:
     """ConfigError, before any work, when one run of the folded SNN of ``ann`` at its smallest
     batch (1, or the fixed batch B) cannot fit in ``limit`` bytes (None: 4 GiB) or needs a tensor
