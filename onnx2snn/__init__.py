@@ -12,8 +12,8 @@ Public API::
 from ._version import __version__
 from ._library import get_library_path, register  # noqa: E402
 from .config import ConvertConfig, Reset, ThresholdMethod, ThresholdSpec  # noqa: E402
-from .errors import (CalibrationError, ConfigError, ConversionError, DataError, InvalidModelError,  # noqa: E402
-                     Onnx2SnnError, UnsupportedOpError)
+from .errors import (CalibrationError, ConfigError, ConversionError, DataError, DistributedError,  # noqa: E402
+                     InvalidModelError, Onnx2SnnError, UnsupportedOpError)
 from .io import load_model, save_model  # noqa: E402
 from .pipeline import ConversionResult, build_snn, convert, prepare  # noqa: E402
 from .runtime import EvaluationResult, InferenceSession, evaluate  # noqa: E402
@@ -22,7 +22,7 @@ from .nir import export_nir  # noqa: E402  (needs the optional nir, h5py only wh
 
 __all__ = [
     "__version__", "get_library_path", "register", "ConvertConfig", "Reset", "ThresholdMethod",
-    "ThresholdSpec", "CalibrationError", "ConfigError", "ConversionError", "DataError",
+    "ThresholdSpec", "CalibrationError", "ConfigError", "ConversionError", "DataError", "DistributedError",
     "InvalidModelError", "Onnx2SnnError", "UnsupportedOpError", "load_model", "save_model",
     "ConversionResult", "build_snn", "convert", "prepare", "EvaluationResult", "InferenceSession",
     "evaluate", "StreamingSession", "export_nir",

@@ -109,6 +109,8 @@ class ConvertConfig:
     form: Form = Form.FOLDED
     neuron: Neuron = Neuron.AUTO
     max_memory: int | None = None  # bytes one sample of the SNN may take (None: runtime.memory's 4 GiB)
+    ray: str | None = None  # the statistics phase on a Ray cluster: "local", "auto" or HOST:PORT (None: here)
+    ray_actors: int | None = None  # Ray actors of that phase (None: one per CPU of the cluster)
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -118,6 +120,11 @@ class ConvertConfig:
         if self.max_memory is not None and (isinstance(self.max_memory, bool) or not isinstance(self.max_memory, int)
                                             or self.max_memory < 1):
             raise ConfigError(f"max memory must be a number of bytes >= 1, got {self.max_memory!r}")
+        if self.ray is not None and (not isinstance(self.ray, str) or not self.ray.strip()):
+            raise ConfigError(f"ray must be a Ray address ('local', 'auto' or HOST:PORT) or None, got {self.ray!r}")
+        if self.ray_actors is not None and (self.ray is None or isinstance(self.ray_actors, bool)
+                                            or not isinstance(self.ray_actors, int) or self.ray_actors < 1):
+            raise ConfigError(f"ray_actors must be an integer >= 1 and needs ray, got {self.ray_actors!r}")
         if not isinstance(self.threshold, ThresholdSpec):
             raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
         object.__setattr__(self, "reset", Reset(self.reset))

@@ -86,45 +86,54 @@ def load_npz(path: str | os.PathLike, what: str = "data") -> dict[str, np.ndarra
                         f"{type(exc).__name__}: {exc}); {hint}") from None
 
 
+def _choose(keys, inputs: list[InputSpec], label_key: str | None, what: str) -> dict[str, str]:
+    """The array key for each model input (input name -> key in the .npz)."""
+    names = [i.name for i in inputs]
+    if all(n in keys for n in names):
+        return {n: n for n in names}
+    if len(inputs) == 1:
+        candidates = [k for k in keys if k != label_key]
+        if len(candidates) != 1:
+            raise DataError(
+                f"{what} has arrays {sorted(keys)}; the model's input is '{names[0]}': name the array "
+                f"'{names[0]}' or keep exactly one array besides '{label_key}'")
+        return {names[0]: candidates[0]}
+    missing = [n for n in names if n not in keys]
+    raise DataError(f"{what} lacks arrays for the model inputs {missing} (it has {sorted(keys)}); "
+                    "key the .npz arrays by input name")
+
+
+def _check_layout(spec: InputSpec, shape: tuple, dtype: np.dtype, what: str) -> None:
+    """DataError unless an array of ``shape`` and ``dtype`` can feed input ``spec``."""
+    if spec.dtype.kind in "iub":  # an index or mask input (e.g. an embedding's token ids)
+        if dtype.kind not in "iub":
+            raise DataError(f"{what} for input '{spec.name}' has dtype {dtype}; the model expects "
+                            f"{spec.dtype} (integer indices, saved as integers)")
+    elif dtype.kind != "f":
+        raise DataError(f"{what} for input '{spec.name}' has dtype {dtype}; the model expects "
+                        f"{spec.dtype} (preprocess and save floats, e.g. images/255 as float32)")
+    if len(shape) != len(spec.shape):
+        raise DataError(f"{what} for input '{spec.name}' has shape {shape}; the model expects "
+                        f"rank {len(spec.shape)} {_fmt(spec.shape)}")
+    for axis, (have, want) in enumerate(zip(shape[1:], spec.shape[1:]), start=1):
+        if want is not None and have != want:
+            raise DataError(f"{what} for input '{spec.name}' has shape {shape}; the model expects "
+                            f"{_fmt(spec.shape)} (axis {axis} is {have}, not {want})")
+    if shape[0] == 0:
+        raise DataError(f"{what} for input '{spec.name}' is empty")
+
+
 def match_inputs(arrays: Mapping[str, np.ndarray], inputs: list[InputSpec], *,
                  label_key: str | None = "labels", what: str = "data") -> dict[str, np.ndarray]:
     """Pick and validate one array per model input; return float arrays of equal length."""
-    names = [i.name for i in inputs]
-    if all(n in arrays for n in names):
-        chosen = {n: arrays[n] for n in names}
-    elif len(inputs) == 1:
-        candidates = [k for k in arrays if k != label_key]
-        if len(candidates) != 1:
-            raise DataError(
-                f"{what} has arrays {sorted(arrays)}; the model's input is '{names[0]}': name the array "
-                f"'{names[0]}' or keep exactly one array besides '{label_key}'")
-        chosen = {names[0]: arrays[candidates[0]]}
-    else:
-        missing = [n for n in names if n not in arrays]
-        raise DataError(f"{what} lacks arrays for the model inputs {missing} (it has {sorted(arrays)}); "
-                        "key the .npz arrays by input name")
+    keys = _choose(arrays, inputs, label_key, what)
     out, count = {}, None
     for spec in inputs:
-        arr = np.asarray(chosen[spec.name])
-        if spec.dtype.kind in "iub":  # an index or mask input (e.g. an embedding's token ids)
-            if arr.dtype.kind not in "iub":
-                raise DataError(f"{what} for input '{spec.name}' has dtype {arr.dtype}; the model expects "
-                                f"{spec.dtype} (integer indices, saved as integers)")
-        elif arr.dtype.kind != "f":
-            raise DataError(f"{what} for input '{spec.name}' has dtype {arr.dtype}; the model expects "
-                            f"{spec.dtype} (preprocess and save floats, e.g. images/255 as float32)")
-        if arr.ndim != len(spec.shape):
-            raise DataError(f"{what} for input '{spec.name}' has shape {arr.shape}; the model expects "
-                            f"rank {len(spec.shape)} {_fmt(spec.shape)}")
-        for axis, (have, want) in enumerate(zip(arr.shape[1:], spec.shape[1:]), start=1):
-            if want is not None and have != want:
-                raise DataError(f"{what} for input '{spec.name}' has shape {arr.shape}; the model expects "
-                                f"{_fmt(spec.shape)} (axis {axis} is {have}, not {want})")
+        arr = np.asarray(arrays[keys[spec.name]])
+        _check_layout(spec, arr.shape, arr.dtype, what)
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
             raise DataError(f"{what} for input '{spec.name}' contains {bad} NaN/Inf value(s); clean the data")
-        if arr.shape[0] == 0:
-            raise DataError(f"{what} for input '{spec.name}' is empty")
         if count is not None and arr.shape[0] != count:
             raise DataError(f"{what} arrays have different numbers of samples ({count} and {arr.shape[0]})")
         count = arr.shape[0]
@@ -168,6 +177,18 @@ def _fmt(shape) -> str:
     return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
 
 
+def batch_at(feeds: Mapping[str, np.ndarray], start: int, size: int, pad: bool = False) -> dict[str, np.ndarray]:
+    """Rows ``start .. start + size`` of every array (fewer at the end; with ``pad``, exactly
+    ``size``, the last sample repeated), contiguous."""
+    feed = {}
+    for k, v in feeds.items():
+        chunk = v[start:start + size]
+        if pad and chunk.shape[0] < size:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], size - chunk.shape[0], axis=0)], axis=0)
+        feed[k] = np.ascontiguousarray(chunk)
+    return feed
+
+
 def iter_batches(feeds: Mapping[str, np.ndarray], batch_size: int,
                  fixed_batch: int | None = None) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """Yield ``(feed, n_valid)``. A model with a fixed batch size B gets batches of
@@ -175,19 +196,12 @@ def iter_batches(feeds: Mapping[str, np.ndarray], batch_size: int,
     n = next(iter(feeds.values())).shape[0]
     size = fixed_batch or batch_size
     for start in range(0, n, size):
-        stop = min(start + size, n)
-        feed = {}
-        for k, v in feeds.items():
-            chunk = v[start:stop]
-            if fixed_batch and chunk.shape[0] < size:
-                pad = np.repeat(chunk[-1:], size - chunk.shape[0], axis=0)
-                chunk = np.concatenate([chunk, pad], axis=0)
-            feed[k] = np.ascontiguousarray(chunk)
-        yield feed, stop - start
+        yield batch_at(feeds, start, size, pad=bool(fixed_batch)), min(start + size, n) - start
 
 
 class ArrayDataReader:
-    """Data reader over in-memory arrays: ``get_next()`` -> feed dict or None."""
+    """Data reader over in-memory arrays: ``get_next()`` -> feed dict or None (picklable, so that
+    it can be sent to the workers of a Ray cluster as it is)."""
 
     def __init__(self, feeds: Mapping[str, np.ndarray], batch_size: int, fixed_batch: int | None = None):
         self.feeds = dict(feeds)
@@ -198,11 +212,110 @@ class ArrayDataReader:
         self.rewind()
 
     def rewind(self) -> None:
-        self._it = iter_batches(self.feeds, self.batch_size, self.fixed_batch)
+        self._next = 0  # index of the next batch
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        item = next(self._it, None)
-        return None if item is None else item[0]
+        if self._next >= self.num_batches:
+            return None
+        size = self.fixed_batch or self.batch_size
+        self._next += 1
+        return batch_at(self.feeds, (self._next - 1) * size, size, pad=bool(self.fixed_batch))
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+
+def npz_layout(path: str | os.PathLike, what: str = "data") -> dict[str, tuple[tuple, np.dtype]]:
+    """Shape and dtype of every array of an .npz file, read from the array headers only (no data)."""
+    load_path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(load_path) as archive:
+            layout = {}
+            for member in archive.namelist():
+                if not member.endswith(".npy"):
+                    continue
+                with archive.open(member) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = read(fh)
+                layout[member[:-len(".npy")]] = (tuple(shape), np.dtype(dtype))
+            return layout
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{what} file '{load_path}' is not an .npz archive of arrays ({type(exc).__name__}: {exc}); "
+                        "write it with numpy.savez(path, <input name>=array)") from None
+
+
+class NpzShardReader:
+    """Data reader over a directory of .npz shards (``*.npz``, in name order), read one shard at a time.
+
+    The batches are those of the shards' concatenation: ``batch_size`` rows each (a batch may span
+    two shards), the last one shorter, or with ``fixed_batch`` exactly that many rows (the last sample
+    repeated), so that they equal :class:`ArrayDataReader`'s over the same arrays in one file. Every
+    shard is checked from its array headers when the reader is made (one DataError naming the shard
+    when one does not fit ``inputs``); a batch holds the model inputs and, with ``labels_key``, the
+    labels under that key. At most one shard and one batch are in memory; the reader is picklable
+    (it holds paths until it is read), so a Ray read task can stream it.
+    """
+
+    def __init__(self, directory: str | os.PathLike, batch_size: int, inputs: list[InputSpec], *,
+                 fixed_batch: int | None = None, labels_key: str | None = None):
+        directory = os.fspath(directory)
+        if not os.path.isdir(directory):
+            raise DataError(f"data directory '{directory}' does not exist (give a folder of .npz shards)")
+        self.paths = sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".npz"))
+        if not self.paths:
+            raise DataError(f"data directory '{directory}' holds no .npz shard")
+        self.inputs, self.labels_key = list(inputs), labels_key
+        self.batch_size, self.fixed_batch = batch_size, fixed_batch
+        self.counts = [self._check(p) for p in self.paths]
+        self.num_samples = sum(self.counts)
+        self.num_batches = -(-self.num_samples // (fixed_batch or batch_size))
+        self.rewind()
+
+    def _check(self, path: str) -> int:
+        what = f"shard '{path}'"
+        layout = npz_layout(path, what)
+        keys = _choose(layout, self.inputs, self.labels_key, what)
+        counts = set()
+        for spec in self.inputs:
+            shape, dtype = layout[keys[spec.name]]
+            _check_layout(spec, shape, dtype, what)
+            counts.add(shape[0])
+        if self.labels_key is not None:
+            if self.labels_key not in layout:
+                raise DataError(f"{what} has no labels array '{self.labels_key}' (it has {sorted(layout)}); "
+                                "every shard needs its labels")
+            counts.add(layout[self.labels_key][0][0] if layout[self.labels_key][0] else -1)
+        if len(counts) != 1:
+            raise DataError(f"{what} arrays have different numbers of samples ({sorted(counts)})")
+        return counts.pop()
+
+    def _load(self, k: int) -> dict[str, np.ndarray]:
+        what = f"shard '{self.paths[k]}'"
+        arrays = load_npz(self.paths[k], what)
+        feeds = match_inputs(arrays, self.inputs, label_key=self.labels_key, what=what)
+        if self.labels_key is not None:
+            feeds[self.labels_key] = load_labels(arrays, self.labels_key, self.counts[k], what)
+        return feeds
+
+    def rewind(self) -> None:
+        self._shard, self._rest = 0, None  # next shard to load; rows of loaded shards not yet served
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        size = self.fixed_batch or self.batch_size
+        while (self._rest is None or len(next(iter(self._rest.values()))) < size) and self._shard < len(self.paths):
+            shard = self._load(self._shard)
+            self._shard += 1
+            self._rest = shard if self._rest is None else \
+                {k: np.concatenate([self._rest[k], v]) for k, v in shard.items()}
+        if self._rest is None or len(next(iter(self._rest.values()))) == 0:
+            return None
+        batch = batch_at(self._rest, 0, size, pad=bool(self.fixed_batch))
+        if self.labels_key is not None:
+            batch[self.labels_key] = batch[self.labels_key][:min(size, len(self._rest[self.labels_key]))]
+        self._rest = {k: v[size:] for k, v in self._rest.items()}
+        return batch
 
     def __len__(self) -> int:
         return self.num_batches

@@ -50,5 +50,9 @@ class ConfigError(Onnx2SnnError):
     """A setting (flag, argument) that cannot be used."""
 
 
+class DistributedError(Onnx2SnnError):
+    """A run on a Ray cluster that failed (a worker lost beyond its retries) or came back incomplete."""
+
+
 def format_names(names: Iterable[str]) -> str:
     return ", ".join(repr(n) for n in names)

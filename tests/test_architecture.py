@@ -16,8 +16,10 @@ LAYERS = [
     {"core"},
     {"passes"},
     {"calibration", "neurons", "snn"},
+    {"runtime"},
+    {"distributed"},
     {"recipes"},
-    {"pipeline", "runtime", "streaming", "inspection", "cost", "nir"},
+    {"pipeline", "streaming", "inspection", "cost", "nir"},
     {"cli", "__init__", "__main__"},
 ]
 

@@ -29,10 +29,13 @@ def augment_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelP
     return aug
 
 
-def calibration_session(model: onnx.ModelProto, providers=None, optimize: bool = False) -> ort.InferenceSession:
+def calibration_session(model: onnx.ModelProto, providers=None, optimize: bool = False,
+                        threads: int = 0) -> ort.InferenceSession:
     """A CPU session; graph optimisations off unless ``optimize`` (graph outputs survive
-    optimisation, so a session whose every tensor of interest is an output may use it)."""
+    optimisation, so a session whose every tensor of interest is an output may use it);
+    ``threads`` intra-op threads (0: onnxruntime's default, every core)."""
     opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     opts.log_severity_level = 3

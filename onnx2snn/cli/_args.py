@@ -45,3 +45,16 @@ def common_options() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="log each pass")
     common.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return common
+
+
+def add_ray_options(parser: argparse.ArgumentParser, what: str, note: str = ""):
+    """``--ray [ADDRESS]`` and ``--ray-actors N``: ``what`` on a Ray cluster (extra onnx2snn[ray]);
+    returns the argument group."""
+    g = parser.add_argument_group("Ray cluster (pip install \"onnx2snn[ray]\")")
+    g.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help=f"{what} on a Ray cluster, with the same result as here bit for bit: --ray alone starts a "
+                        "local one for the run, --ray auto joins the one running on this machine (ray start "
+                        "--head), --ray HOST:PORT (or ray://HOST:PORT) that one; every node needs onnx2snn" + note)
+    g.add_argument("--ray-actors", type=positive_int, default=None, metavar="N",
+                   help="Ray actors (default: one per CPU of the cluster, or per GPU on CUDA)")
+    return g

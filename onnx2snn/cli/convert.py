@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from ..config import ConvertConfig, Form, Neuron, Reset, VInit, default_config, preset_config
-from ._args import calibrate_steps, memory_size, positive_int, threshold
+from ._args import add_ray_options, calibrate_steps, memory_size, positive_int, threshold
 
 
 def add_parser(sub, parents) -> None:
@@ -55,6 +55,9 @@ def add_parser(sub, parents) -> None:
                         "calibrated like if, each layer exactly the T-level quantised ReLU, latency (D+1)·T "
                         "steps; auto (with other method flags; the default pipeline and --preset best: bif): "
                         "bif when every activation is quantized, else if")
+    add_ray_options(c, "the statistics phase of calibration (running max and histograms of the activations)",
+                    "; layer-wise calibration (--calibrate, --preset best, the default pipeline), ltb thresholds "
+                    "and the checks run in this process")
 
 
 def run(args) -> int:
@@ -67,7 +70,7 @@ def run(args) -> int:
                                "v_init": args.v_init, "calibrate": args.calibrate, "neuron": args.neuron}.items()
              if v is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
-                  form=Form(args.form), max_memory=args.max_memory)
+                  form=Form(args.form), max_memory=args.max_memory, ray=args.ray, ray_actors=args.ray_actors)
     default = False
     if args.preset:
         config = preset_config(args.preset, **common, **given)

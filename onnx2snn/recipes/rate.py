@@ -17,7 +17,7 @@ import logging
 
 import onnx
 
-from .. import methods
+from .. import distributed, methods
 from ..calibration import balance_thresholds, collect_statistics
 from ..calibration.layerwise import LayerwiseCalibrator, check_fits
 from ..calibration.ltb import ltb_thresholds
@@ -97,7 +97,11 @@ class RateRecipe(Recipe):
             log.warning("activation statistics ran batches of %d samples (--batch-size %d) to stay under "
                         "--max-memory %s", batch, config.batch_size, _size(config.max_memory or DEFAULT_MAX_MEMORY))
         reader = ArrayDataReader(feeds, batch, fixed)
-        stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
+        if config.ray is None:
+            stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
+        else:  # the same statistics from the actors of a Ray cluster
+            stats = distributed.collect_statistics(ann, names, reader, channel_wise=config.channel_wise,
+                                                   progress=progress, address=config.ray, actors=config.ray_actors)
         if spec.method is ThresholdMethod.LTB:
             shapes = {n: stats[n].shape for n in names}
             ltb_reader = ArrayDataReader(feeds, min(config.batch_size, 16), fixed)  # more, smaller steps

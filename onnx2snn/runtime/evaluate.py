@@ -14,11 +14,12 @@ import onnxruntime as ort
 from .. import metadata
 from ..snn.readout import RUNNING_SUFFIX
 from .._progress import Progress
-from ..data import InputSpec, iter_batches, model_inputs
+from ..data import InputSpec, batch_at, iter_batches, model_inputs
 from ..errors import ConfigError, DataError
 from ..io import compatible_ir_version
 from .chunking import chunk_samples, default_chunk_bytes
 from .memory import MemoryEstimate, batch_for_memory, estimate
+from .providers import session_providers
 from .session import InferenceSession
 
 
@@ -140,60 +141,105 @@ def _fixed_batch(specs: list[InputSpec]) -> int | None:
     return specs[0].fixed_batch if specs else None
 
 
+class Scorer:
+    """The two sessions of an evaluation and the integer counts of one batch: what :func:`evaluate`
+    runs on each batch, and each Ray actor of :mod:`onnx2snn.distributed.evaluate` too (so the two
+    count alike, bit for bit, on the same batches).
+
+    ``threads``: intra-op threads of each session (0: onnxruntime's default, every core);
+    ``providers``: from :func:`onnx2snn.runtime.providers.session_providers`.
+    """
+
+    def __init__(self, ann: onnx.ModelProto, snn: onnx.ModelProto, *, threads: int = 0, providers=None):
+        self.timesteps = snn_timesteps(snn)
+        self.output, self.running = check_pair(ann, snn)
+        self.fixed = _fixed_batch(model_inputs(snn))
+        providers = providers or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        runnable = onnx.ModelProto()
+        runnable.CopyFrom(ann)
+        runnable.ir_version = compatible_ir_version(ann)
+        self.ann = ort.InferenceSession(runnable.SerializeToString(), opts, providers=providers)
+        self.chunk = 0
+        if metadata.form(snn) == "streaming":
+            from .streaming import StreamingSession
+            self.stream = StreamingSession(snn)
+        else:
+            self.stream = None
+            snn_opts = ort.SessionOptions()
+            snn_opts.intra_op_num_threads = threads
+            self.snn = InferenceSession(snn, snn_opts if threads else None, providers=providers)
+            self.chunk = self.snn.onnx2snn_chunk
+
+    def score(self, feed: dict[str, np.ndarray], labels: np.ndarray) -> tuple[int, np.ndarray]:
+        """(ANN correct, SNN correct after each step [T], int64) on the ``len(labels)`` samples of ``feed``
+        (padded here to a fixed batch by repeating the last sample)."""
+        valid = labels.shape[0]
+        if self.fixed and valid < self.fixed:
+            feed = batch_at(feed, 0, self.fixed, pad=True)
+        logits = self.ann.run([self.output], feed)[0][:valid]
+        check_label_range(labels, logits.shape[-1], self.output)  # K when the model leaves it dynamic
+        if self.stream is not None:
+            steps = self.stream.run(feed, self.timesteps)[self.output]
+        else:
+            steps = self.snn.run([self.running], feed)[0]
+        steps = steps[:, :valid]                                                  # [T, n, K]
+        return int((logits.argmax(-1) == labels).sum()), (steps.argmax(-1) == labels[None, :]).sum(axis=1)
+
+
+def evaluation_batch(ann: onnx.ModelProto, snn: onnx.ModelProto, samples: int, batch_size: int | None,
+                     max_memory: int | None) -> tuple[int, int]:
+    """(batch, estimated peak bytes) of an evaluation of ``samples`` samples: the model's fixed batch,
+    else the largest ≤ ``batch_size`` under ``max_memory`` (None: no bound; estimate 0)."""
+    fixed = _fixed_batch(model_inputs(snn))
+    estimate = 0
+    if max_memory is not None and fixed is None:
+        batch_size, estimate = batch_for_memory(evaluation_estimates(ann, snn), max_memory, batch_size, samples)
+    return fixed or batch_size or 64, estimate
+
+
+def check_labels(labels) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise DataError(f"labels must be integer class indices [N], got {labels.dtype} {labels.shape}")
+    return labels
+
+
 def evaluate(ann: onnx.ModelProto, snn: onnx.ModelProto, feeds: dict[str, np.ndarray], labels: np.ndarray,
              batch_size: int | None = 64, progress: bool = False,
-             max_memory: int | None = None) -> EvaluationResult:
+             max_memory: int | None = None, provider: str = "auto") -> EvaluationResult:
     """Top-1 of the ANN and of the SNN after each step t = 1..T on ``feeds``/``labels``.
 
     With ``max_memory`` (bytes), the batch is the largest ≤ ``batch_size`` (None: up to
     256) whose estimated peak (:mod:`onnx2snn.runtime.memory`, ANN and SNN sessions together, the
     SNN in the chunks its session runs) stays under it; the result records the batch,
-    the estimate and the chunk.
+    the estimate and the chunk. ``provider``: cpu, cuda or auto (:mod:`onnx2snn.runtime.providers`).
     """
-    T = snn_timesteps(snn)
-    output, running = check_pair(ann, snn)
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.dtype.kind not in "iu":
-        raise DataError(f"labels must be integer class indices [N], got {labels.dtype} {labels.shape}")
+    providers = session_providers(provider)
+    output, _ = check_pair(ann, snn)
+    labels = check_labels(labels)
     n = labels.shape[0]
     check_label_range(labels, classes_of(ann, output), output)
-    fixed = _fixed_batch(model_inputs(snn))
-    estimate = 0
-    if max_memory is not None and fixed is None:
-        batch_size, estimate = batch_for_memory(evaluation_estimates(ann, snn), max_memory, batch_size, n)
-    batch_size = batch_size or 64
-    runnable = onnx.ModelProto()
-    runnable.CopyFrom(ann)
-    runnable.ir_version = compatible_ir_version(ann)
-    ann_sess = ort.InferenceSession(runnable.SerializeToString(), providers=["CPUExecutionProvider"])
-    chunk = 0
-    if metadata.form(snn) == "streaming":
-        from .streaming import StreamingSession
-        stream = StreamingSession(snn)
-
-        def run_steps(feed):
-            return stream.run(feed, T)[output]
-    else:
-        snn_sess = InferenceSession(snn)
-        chunk = snn_sess.onnx2snn_chunk
-
-        def run_steps(feed):
-            return snn_sess.run([running], feed)[0]
-    ann_out = output
+    batch, estimate = evaluation_batch(ann, snn, n, batch_size, max_memory)
+    scorer = Scorer(ann, snn, providers=providers)
+    T = scorer.timesteps
     ann_correct, snn_correct = 0, np.zeros(T, np.int64)
-    batches = -(-n // (fixed or batch_size))
     start = 0
-    with Progress(batches, "evaluating", enabled=progress) as bar:
-        for feed, valid in iter_batches(feeds, batch_size, fixed):
-            y = labels[start:start + valid]
-            logits = ann_sess.run([ann_out], feed)[0][:valid]
-            if start == 0:
-                check_label_range(labels, logits.shape[-1], output)  # K when the model leaves it dynamic
-            ann_correct += int((logits.argmax(-1) == y).sum())
-            steps = run_steps(feed)[:, :valid]                        # [T, n, K]
-            snn_correct += (steps.argmax(-1) == y[None, :]).sum(axis=1)
+    with Progress(-(-n // batch), "evaluating", enabled=progress) as bar:
+        for feed, valid in iter_batches(feeds, batch):
+            a, s = scorer.score(feed, labels[start:start + valid])
+            ann_correct, snn_correct = ann_correct + a, snn_correct + s
             start += valid
             bar.update()
-    return EvaluationResult(100.0 * ann_correct / n, {t + 1: 100.0 * float(c) / n for t, c in enumerate(snn_correct)},
-                            T, n, fixed or batch_size, estimate, chunk, output,
+    return evaluation_result(ann, output, T, ann_correct, snn_correct, n, batch=batch, estimate=estimate,
+                             chunk=scorer.chunk)
+
+
+def evaluation_result(ann: onnx.ModelProto, output: str, timesteps: int, ann_correct: int, snn_correct: np.ndarray,
+                      samples: int, *, batch: int, estimate: int, chunk: int) -> EvaluationResult:
+    """The accuracies from the integer counts summed over every batch (scored on ``output``)."""
+    return EvaluationResult(100.0 * ann_correct / samples,
+                            {t + 1: 100.0 * float(c) / samples for t, c in enumerate(snn_correct)},
+                            timesteps, samples, batch, estimate, chunk, output,
                             tuple(o.name for o in ann.graph.output if o.name != output))
