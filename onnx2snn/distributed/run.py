@@ -33,7 +33,7 @@ def _onnx2snn_cause(exc: BaseException) -> Onnx2SnnError | None:
         seen.add(id(exc))
         cause = getattr(exc, "cause", None)
         if isinstance(cause, Onnx2SnnError):
-            return type(cause)(*cause.args)
+            return cause
         if isinstance(exc, Onnx2SnnError) and type(exc).__module__.startswith("onnx2snn"):
             return exc
         exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
@@ -104,11 +104,12 @@ def run_batches(reader, actor_class, actor_kwargs: dict, *, address: str | None,
                     cause = _onnx2snn_cause(exc)
                     if cause is not None:
                         raise cause from None
-                    text = str(exc).strip().splitlines()
+                    lines = str(exc).strip().splitlines()
+                    reason = lines[-1].split(". ")[0] if lines else ""  # Ray's first sentence
                     raise DistributedError(f"the Ray run ({what}) failed after {len(seen)} of "
                                            f"{expected if expected is not None else '?'} batches: "
-                                           f"{type(exc).__name__}: {text[-1] if text else ''}; nothing is "
-                                           "reported (rerun it; see the Ray logs under /tmp/ray)") from None
+                                           f"{type(exc).__name__}: {reason}; nothing is reported (rerun it; "
+                                           "see the Ray logs under /tmp/ray)") from None
                 if row is None:
                     break
                 index = int(row["index"])
