@@ -214,7 +214,7 @@ def test_layerwise_calibration_caps_sample_steps(monkeypatch):
 
 
 def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist, caplog):
-    """--max-memory bounds the statistics phase and layer-wise calibration: under 8 MiB the bundled CNN
+    """--max-memory bounds the statistics phase and layer-wise calibration: under 24 MiB the bundled CNN
     runs both in batches of a few samples (each said in a warning), and the calibrated SNN is the one a
     large limit gives (the histograms do not depend on the batches; the sums only change their order)."""
     import logging
@@ -225,9 +225,10 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
                calibrate=("bias", "potential"), batch_size=64)
     large = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 30))
     with caplog.at_level(logging.WARNING):
-        small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 20))
+        small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=24 << 20))
     said = [r.getMessage() for r in caplog.records if "layer-wise calibration ran batches of" in r.getMessage()]
-    assert said and "--max-memory 8 MiB" in said[0]
+    assert said and "--max-memory 24 MiB" in said[0]
+    assert not [r for r in caplog.records if "on the first" in r.getMessage()]  # all 64 samples are held
     stats = [r.getMessage() for r in caplog.records if "activation statistics ran batches of" in r.getMessage()]
     assert stats and 1 <= int(stats[0].split("batches of ")[1].split()[0]) < 64, stats
     batch = int(said[0].split("batches of ")[1].split()[0])
@@ -239,6 +240,23 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     out_l = onnx2snn.InferenceSession(large.model).run(["logits"], {"input": x[:32]})[0]
     out_s = onnx2snn.InferenceSession(small.model).run(["logits"], {"input": x[:32]})[0]
     assert (out_l.argmax(1) == out_s.argmax(1)).mean() >= 0.97
+
+
+def test_a_memory_limit_below_what_all_samples_hold_calibrates_on_fewer(mnist, caplog):
+    """Under 8 MiB the spike trains of all 64 samples (63 KB each at T = 8) cannot be held beside the
+    simulation: layer-wise calibration uses the first ones that fit, and says how many and why."""
+    import logging
+
+    model, x, _ = mnist
+    cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
+               calibrate=("bias",), batch_size=64)
+    with caplog.at_level(logging.WARNING):
+        small = onnx2snn.convert(model, {"input": x[:64]}, ConvertConfig(**cfg, max_memory=8 << 20))
+    said = [r.getMessage() for r in caplog.records if "layer-wise calibration on the first" in r.getMessage()]
+    assert len(said) == 1 and "raise --max-memory" in said[0], said
+    used = int(said[0].split("on the first ")[1].split()[0])
+    assert 1 <= used < 64
+    assert len(small.layer_reports) == 3 and all(r.floor_after <= r.floor_before + 1e-3 for r in small.layer_reports)
 
 
 def test_a_memory_limit_layerwise_calibration_cannot_meet_is_refused_before_work(mnist, monkeypatch):

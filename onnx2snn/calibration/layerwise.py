@@ -59,7 +59,7 @@ from ..data import iter_batches
 from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
 from ..snn.time_axis import AddTimeAxisPass
-from .collect import augment_outputs, calibration_session
+from .collect import calibration_session
 
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
@@ -349,16 +349,6 @@ class LayerwiseCalibrator:
 
     def run(self, feeds: dict[str, np.ndarray], batch_size: int, fixed_batch: int | None = None,
             progress: bool = False) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[LayerReport]]:
-        n = next(iter(feeds.values())).shape[0]
-        keep = min(n, max(1, self.sample_steps // self.T))
-        if keep < n:
-            log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
-                     keep, n, self.sample_steps, self.T)
-            feeds = {k: v[:keep] for k, v in feeds.items()}
-        self.batch_size = batch_size = self.batch_for_memory(batch_size, fixed_batch)
-        batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
-        pre_names = [layer.pre for layer in self.layers]
-        self._ann_sess = calibration_session(augment_outputs(self.ann, pre_names), optimize=True)
         later_use = {}
         segments = []
         stops = set(self.input_names) | {layer.act for layer in self.layers}
@@ -370,6 +360,28 @@ class LayerwiseCalibrator:
             segments.append(outs)
             for name in inputs:
                 later_use[name] = i
+        n = next(iter(feeds.values())).shape[0]
+        keep = min(n, max(1, self.sample_steps // self.T))
+        if keep < n:
+            log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
+                     keep, n, self.sample_steps, self.T)
+        per_sample = self.held_per_sample(later_use)
+        fits = max(fixed_batch or 1, self.max_memory * 3 // 8 // max(1, per_sample))
+        if fits < keep:
+            fits -= fits % fixed_batch if fixed_batch else 0
+            log.warning("layer-wise calibration on the first %d of %d samples: what it holds for all of them "
+                        "(bit-packed spike trains of the layers still read, one layer's ANN pre-activations: "
+                        "%.1f MiB per sample at T = %d) must fit in the 3/8 of --max-memory %.1f GiB its "
+                        "simulation leaves; raise --max-memory to use more", fits, n, per_sample / 2**20, self.T,
+                        self.max_memory / 2**30)
+            keep = fits
+        if keep < n:
+            feeds = {k: v[:keep] for k, v in feeds.items()}
+        self.samples = keep
+        self.batch_size = batch_size = self.batch_for_memory(batch_size, fixed_batch)
+        batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
+        self._ann0 = onnx.ModelProto()   # the ANN's own weights (self.ann gets the calibrated ones)
+        self._ann0.CopyFrom(self.ann)
         store: dict[str, list] = {}
         reports = []
         with Progress(len(self.layers), "calibrating layers", enabled=progress) as bar:
@@ -380,6 +392,27 @@ class LayerwiseCalibrator:
                     del store[name]
                 bar.update()
         return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
+
+    def held_per_sample(self, later_use: dict[str, int]) -> int:
+        """Bytes per calibration sample held across batches, at the layer where it peaks: the packed
+        spike trains (T bits per neuron, two planes for bipolar neurons) of the layers a later segment
+        still reads, the layer's own being written, and its ANN pre-activations (float32)."""
+        from ..core.shapes import at_sample_batch, tensor_shapes
+
+        graph, rows = at_sample_batch(self.ann)
+        shapes = tensor_shapes(graph)
+
+        def numel(name):
+            dims = shapes.get(name)
+            return int(np.prod(dims)) // rows if dims and all(isinstance(d, int) for d in dims) else 0
+
+        planes = 2 if self.neuron.signed else 1
+        spikes = {layer.act: planes * self.T * numel(layer.act) // 8 for layer in self.layers}
+        peak = 0
+        for i, layer in enumerate(self.layers):
+            live = sum(spikes[other.act] for other in self.layers[:i] if later_use.get(other.act, -1) >= i)
+            peak = max(peak, live + spikes[layer.act] + 4 * numel(layer.pre))
+        return peak
 
     def batch_for_memory(self, requested: int, fixed_batch: int | None) -> int:
         """The largest batch ≤ ``requested`` whose simulation of the largest layer (T·n rows, about
@@ -394,11 +427,15 @@ class LayerwiseCalibrator:
 
     def _pre_activations(self, layer: _Layer, batches) -> list[list[np.ndarray]]:
         """The ANN's pre-activation z of ``layer`` for every batch (indexed [batch][layer index] as the
-        passes read it; the other layers' entries are not computed)."""
+        passes read it; the other layers' entries are not computed), from the part of the ANN that
+        computes it (onnxruntime runs every node of a session whatever outputs are asked for, so the
+        whole ANN per layer cost L full passes; the prefixes cost about L/2)."""
         index = self.layers.index(layer)
+        prefix, inputs = _extract(self._ann0, {i.name for i in self._ann0.graph.input}, [layer.pre])
+        sess = calibration_session(prefix, optimize=True)
         out = []
         for feed, valid in batches:
-            z = self._ann_sess.run([layer.pre], feed)[0][:valid]
+            z = sess.run([layer.pre], {n: feed[n] for n in inputs})[0][:valid]
             out.append([None] * index + [z])
         return out
 
@@ -414,12 +451,11 @@ class LayerwiseCalibrator:
             else:
                 up, down, shape, theta = store[name][b]
                 count = int(np.prod(shape))
-                spikes = np.unpackbits(up, count=count).reshape(shape).astype(np.float32)
+                bits = np.unpackbits(up, count=count).reshape(shape)
                 if down is not None:   # bipolar neurons: negative spikes in a second bit plane
-                    spikes -= np.unpackbits(down, count=count).reshape(shape)
+                    bits = bits.view(np.int8) - np.unpackbits(down, count=count).reshape(shape).view(np.int8)
                 th = theta.reshape([-1] + [1] * (len(shape) - 2)) if theta.ndim else theta
-                spikes *= th
-                out[name] = spikes
+                out[name] = np.multiply(bits, th, dtype=np.float32)  # {−1, 0, 1}·θ in one pass
         return out
 
     def _calibrate_layer(self, i, layer: _Layer, outs, batches, z_cache, store, stops) -> LayerReport:
