@@ -177,7 +177,7 @@ def test_convert_preset_best_with_report(tmp_path, capsys):
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--report")) == 0
     text = capsys.readouterr().out
     assert "3 BIFNeuron layer(s)" in text
-    assert "threshold mse channel-wise, v_init half, calibration bias,potential" in text
+    assert "threshold mse channel-wise, v_init half, calibration bias,potential,weight" in text
     assert "floor before" in text and text.count("/relu") == 3
     # an explicit flag wins over the preset
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best", "--neuron", "if", "-q")) == 0
@@ -190,7 +190,7 @@ def test_convert_without_method_flags_runs_the_best_pipeline(tmp_path, capsys):
     out = tmp_path / "snn.onnx"
     assert main(convert_args(out, MODEL, CALIB, "-T", "4")) == 0
     text = capsys.readouterr().out
-    assert "3 BIFNeuron layer(s)" in text and "calibration bias,potential" in text
+    assert "3 BIFNeuron layer(s)" in text and "calibration bias,potential,weight" in text
     assert "threshold mse channel-wise, v_init half" in text and "(the default pipeline: --preset best)" in text
     default = onnx2snn.load_model(out)
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--preset", "best")) == 0
@@ -200,7 +200,7 @@ def test_convert_without_method_flags_runs_the_best_pipeline(tmp_path, capsys):
     assert all(a == b for a, b in zip(default.graph.initializer, best.graph.initializer))
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--form", "streaming")) == 0
     text = capsys.readouterr().out
-    assert "3 IFNeuron layer(s)" in text and "calibration bias,potential" in text and "streaming form" in text
+    assert "3 IFNeuron layer(s)" in text and "calibration bias,potential,weight" in text and "streaming form" in text
     assert main(convert_args(out, MODEL, CALIB, "-T", "4", "--channel-wise")) == 0
     text = capsys.readouterr().out
     assert "3 IFNeuron layer(s)" in text and "threshold percentile:99.99 channel-wise" in text

@@ -32,7 +32,7 @@ def add_parser(sub, parents) -> None:
                    help="layer-wise parameter calibration: comma-separated subset of bias,potential,weight")
     c.add_argument("--preset", choices=["best"], default=None,
                    help="best (the default with calibration data): --threshold mse --channel-wise --v-init half "
-                        "--calibrate bias,potential --neuron bif; flags given beside it override it")
+                        "--calibrate weight,bias,potential --neuron bif; flags given beside it override it")
     c.add_argument("--report", action="store_true",
                    help="print per layer the clipping and flooring errors before/after calibration")
     c.add_argument("--reset", choices=[r.value for r in Reset], default=Reset.SUBTRACT.value,
