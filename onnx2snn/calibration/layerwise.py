@@ -420,7 +420,7 @@ class LayerwiseCalibrator:
         the kept pass-A currents, the rest for the packed spike trains and the ANN); a model with a
         fixed batch keeps it."""
         if fixed_batch:
-            return requested
+            return fixed_batch
         _, per_row, _ = largest_layer(self.ann)
         per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes

@@ -116,7 +116,7 @@ class RateRecipe(Recipe):
         calibrator = LayerwiseCalibrator(ann, thresholds, v_init, T, config.reset.value, config.calibrate,
                                          self.neuron, max_memory=config.max_memory)
         calibrated, v_init, reports = calibrator.run(feeds, config.batch_size, fixed, progress=progress)
-        if progress or calibrator.batch_size < config.batch_size:
+        if not fixed and (progress or calibrator.batch_size < config.batch_size):  # (a fixed batch is the model's)
             log.warning("layer-wise calibration ran batches of %d samples (%d rows at T = %d; --batch-size %d) "
                         "to stay under --max-memory %s; pass-A currents kept up to %s", calibrator.batch_size,
                         calibrator.batch_size * T, T, config.batch_size,
