@@ -175,7 +175,7 @@ def convert(model: Path, cal: Path, out: Path, T: int, flags: str, max_memory: s
     if log_to is not None:
         log_to.write_text(p.stdout + p.stderr)
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-    chose = re.search(r"ran batches of (\d+) samples", p.stderr)
+    chose = re.search(r"layer-wise calibration ran batches of (\d+) samples", p.stderr)
     if p.returncode:
         tail = "\n".join(line for line in p.stderr.splitlines() if "\t" not in line)[-1500:]
         print(f"convert failed ({p.returncode}): {' '.join(cmd)}\n{tail}", file=sys.stderr)
