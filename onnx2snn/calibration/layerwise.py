@@ -263,16 +263,24 @@ def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
 
 
-def largest_layer(ann: onnx.ModelProto) -> tuple[str, int, int]:
-    """(name, bytes per sample) of the largest activation or pre-activation of a neuron layer, and
-    the batch the model runs at its smallest (1, or its fixed batch)."""
+def sample_numels(ann: onnx.ModelProto) -> tuple[dict[str, int], int]:
+    """(elements per sample of every tensor shape inference gives static dims, the batch the model runs
+    at its smallest: 1, or its fixed batch)."""
     from ..core.shapes import at_sample_batch, tensor_shapes
 
     graph, rows = at_sample_batch(ann)
-    shapes = tensor_shapes(graph)
-    sizes = [(int(np.prod(shapes[n])) * 4 // rows, n) for node in activation_nodes(import_model(ann))
-             for n in (node.inputs[0].name, node.outputs[0].name)
-             if shapes.get(n) and all(isinstance(d, int) for d in shapes[n])]
+    numels = {n: int(np.prod(d)) // rows for n, d in tensor_shapes(graph).items()
+              if d and all(isinstance(x, int) for x in d)}
+    return numels, rows
+
+
+def largest_layer(ann: onnx.ModelProto, numels: tuple[dict[str, int], int] | None = None) -> tuple[str, int, int]:
+    """(name, bytes per sample) of the largest activation or pre-activation of a neuron layer, and
+    the batch the model runs at its smallest (1, or its fixed batch). ``numels``: :func:`sample_numels`
+    of ``ann`` when the caller has it."""
+    numel, rows = numels or sample_numels(ann)
+    sizes = [(numel[n] * 4, n) for node in activation_nodes(import_model(ann))
+             for n in (node.inputs[0].name, node.outputs[0].name) if n in numel]
     size, name = max(sizes or [(0, "")])
     return name, size, rows
 
@@ -318,6 +326,7 @@ class LayerwiseCalibrator:
             self.layers.append(_Layer(act, pre, relu_cap(node)[1], np.asarray(thresholds[act], np.float32),
                                       np.asarray(v0.get(act, 0.0), np.float32)))
         self._neuron_session = self._make_neuron_session()
+        self._numels = sample_numels(self.ann)  # the shapes the memory bounds read (calibration keeps them)
 
     def _make_neuron_session(self) -> ort.InferenceSession:
         node = onnx.helper.make_node(self.neuron.op, ["x", "theta", "v0"], ["y"], domain=SNN_DOMAIN,
@@ -397,21 +406,13 @@ class LayerwiseCalibrator:
         """Bytes per calibration sample held across batches, at the layer where it peaks: the packed
         spike trains (T bits per neuron, two planes for bipolar neurons) of the layers a later segment
         still reads, the layer's own being written, and its ANN pre-activations (float32)."""
-        from ..core.shapes import at_sample_batch, tensor_shapes
-
-        graph, rows = at_sample_batch(self.ann)
-        shapes = tensor_shapes(graph)
-
-        def numel(name):
-            dims = shapes.get(name)
-            return int(np.prod(dims)) // rows if dims and all(isinstance(d, int) for d in dims) else 0
-
+        numel = self._numels[0]
         planes = 2 if self.neuron.signed else 1
-        spikes = {layer.act: planes * self.T * numel(layer.act) // 8 for layer in self.layers}
+        spikes = {layer.act: planes * self.T * numel.get(layer.act, 0) // 8 for layer in self.layers}
         peak = 0
         for i, layer in enumerate(self.layers):
             live = sum(spikes[other.act] for other in self.layers[:i] if later_use.get(other.act, -1) >= i)
-            peak = max(peak, live + spikes[layer.act] + 4 * numel(layer.pre))
+            peak = max(peak, live + spikes[layer.act] + 4 * numel.get(layer.pre, 0))
         return peak
 
     def batch_for_memory(self, requested: int, fixed_batch: int | None) -> int:
@@ -421,7 +422,7 @@ class LayerwiseCalibrator:
         fixed batch keeps it."""
         if fixed_batch:
             return fixed_batch
-        _, per_row, _ = largest_layer(self.ann)
+        _, per_row, _ = largest_layer(self.ann, self._numels)
         per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from ..config import ConvertConfig, Form, Neuron, Reset, VInit, default_config, preset_config
+from ..config import METHOD_FIELDS, ConvertConfig, Form, Neuron, Reset, VInit, default_config, preset_config
 from ._args import add_ray_options, calibrate_steps, memory_size, positive_int, threshold
 
 
@@ -66,9 +66,7 @@ def run(args) -> int:
     from ..pipeline import convert
 
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
-    given = {k: v for k, v in {"threshold": args.threshold, "channel_wise": args.channel_wise,
-                               "v_init": args.v_init, "calibrate": args.calibrate, "neuron": args.neuron}.items()
-             if v is not None}
+    given = {k: getattr(args, k) for k in METHOD_FIELDS if getattr(args, k) is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
                   form=Form(args.form), max_memory=args.max_memory, ray=args.ray, ray_actors=args.ray_actors)
     default = False
@@ -78,8 +76,7 @@ def run(args) -> int:
         config = ConvertConfig(**common, **given)
     else:  # no method flag: the most accurate pipeline there is for the data given (config.default_config)
         default = args.calibration_data is not None
-        config = default_config(args.timesteps, data=args.calibration_data is not None,
-                                **{k: v for k, v in common.items() if k != "timesteps"})
+        config = default_config(args.timesteps, data=default, **{k: v for k, v in common.items() if k != "timesteps"})
     start = time.perf_counter()
     result = convert(load_model(args.model), args.calibration_data, config, progress=not args.quiet)
     save_model(result.model, args.output)
