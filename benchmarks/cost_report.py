@@ -78,17 +78,9 @@ def cifar_data(n_test: int, n_calib: int):
 
 
 def imagenet_image(path: Path, size: int = 224) -> np.ndarray:
-    from PIL import Image
-    img = Image.open(path).convert("RGB")
-    short = round(size / 0.875)
-    w, h = img.size
-    scale = short / min(w, h)
-    img = img.resize((max(short, round(w * scale)), max(short, round(h * scale))), Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
-    x = np.asarray(img, np.float32).transpose(2, 0, 1)
-    return (x - 127.0) / 128.0
+    """Shorter side to size/0.875, centre crop, RGB, (x − 127) / 128 (EfficientNet-lite0's input)."""
+    from real_models import image
+    return image(path, size, size, 0.875, 127.0)
 
 
 def imagenet_data(n_test: int, n_calib: int):

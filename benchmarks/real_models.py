@@ -62,7 +62,9 @@ def need(path: Path) -> Path:
     return path
 
 
-def _image(path: Path, width: int, height: int, crop: float, mean: float) -> np.ndarray:
+def image(path: Path, width: int, height: int, crop: float, mean: float) -> np.ndarray:
+    """[3, height, width] float32 RGB, (x − mean) / 128: with ``crop``, the shorter side resized to
+    width / crop (bilinear) and the centre cropped; without, resized to width × height."""
     from PIL import Image
     img = Image.open(path).convert("RGB")
     if crop:
@@ -82,7 +84,7 @@ def imagenet(size: int, mean: float, calib: int, offset: int):
     root = need(SHARED / "data" / "imagenet_dev500")
     with open(root / "labels.csv") as f:
         rows = [(r["file"], int(r["label"])) for r in csv.DictReader(f)]
-    x = np.stack([_image(root / "images" / f, size, size, 0.875, mean) for f, _ in rows])
+    x = np.stack([image(root / "images" / f, size, size, 0.875, mean) for f, _ in rows])
     y = np.array([label + offset for _, label in rows], np.int64)
     return x[:calib], x, y, calib  # calibration images, test images, labels, first held-out index
 
@@ -99,7 +101,7 @@ def cifar(calib: int, test: int):
 def faces():
     root = need(SHARED / "data" / "face_images")
     files = sorted((p for p in root.iterdir() if p.suffix in (".jpg", ".bmp")), key=lambda p: p.name)
-    return np.stack([_image(p, 320, 240, 0, 127.0) for p in files])
+    return np.stack([image(p, 320, 240, 0, 127.0) for p in files])
 
 
 # --- UltraFace decoding (as in the model's repository: vision/utils/box_utils.py, RFB-320) ------------------
