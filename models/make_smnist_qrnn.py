@@ -7,6 +7,7 @@ Usage (from the repository root)::
     python models/make_smnist_qrnn.py --epochs 30 --minutes 90     # train, export models/smnist_qrnn.onnx
     python models/make_smnist_qrnn.py --permuted ...               # PS-MNIST, export models/psmnist_qrnn.onnx
     python models/make_smnist_qrnn.py [--permuted] --export-only   # export the saved checkpoint again
+    python models/make_smnist_qrnn.py --init models/smnist_qrnn.onnx --minutes 60   # continue training the shipped model
 
 The 784 pixels of an image (row by row, x = image/255; for ``--permuted`` in the fixed order
 ``np.random.RandomState(--perm-seed).permutation(784)``) are fed one at a time into a stack of
@@ -378,6 +379,38 @@ def export_onnx(model: QIndRNN, path: Path, perm: np.ndarray | None, doc: str, f
     return m
 
 
+def load_onnx_weights(model: QIndRNN, path: Path) -> None:
+    """Set ``model`` to the weights of a model this script exported (``--init``): the same function.
+
+    The exported W and b have the BatchNorm folded in, so each BatchNorm becomes the identity
+    (running mean 0, variance 1, weight √(1 + eps), bias 0) and is meant to stay frozen."""
+    m = onnx.load(str(path))
+    top = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
+    scans = [n for n in m.graph.node if n.op_type == "Scan"]
+    if len(scans) != len(model.layers) or "V_t" not in top:
+        raise SystemExit(f"--init {path}: {len(scans)} Scan(s), the model has {len(model.layers)} layers "
+                         f"(--layers, --readout and --permuted must match the exported model)")
+    with torch.no_grad():
+        for k, (layer, scan) in enumerate(zip(model.layers, scans)):
+            p = f"l{k + 1}_"
+            body = {t.name: onnx.numpy_helper.to_array(t) for t in scan.attribute[0].g.initializer}
+            w_t = body[p + "W_t"]
+            if tuple(w_t.shape) != tuple(layer.w.weight.shape[::-1]):
+                raise SystemExit(f"--init {path}: layer {k + 1} has W of shape {w_t.shape[::-1]}, "
+                                 f"this model {tuple(layer.w.weight.shape)} (--hidden)")
+            layer.w.weight.copy_(torch.from_numpy(w_t.T.copy()))
+            layer.w.bias.copy_(torch.from_numpy(body[p + "b"]))
+            layer.u.copy_(torch.from_numpy(body[p + "u"]))
+            layer.lam.fill_(float(body[p + "lambda"]))
+            bn = layer.bn
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_(math.sqrt(1.0 + bn.eps))
+            bn.bias.zero_()
+        model.fc.weight.copy_(torch.from_numpy(top["V_t"].T.copy()))
+        model.fc.bias.copy_(torch.from_numpy(top["c"]))
+
+
 def onnx_logits(path: Path, x: np.ndarray, bs: int = 500, name: str = "image") -> np.ndarray:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return np.concatenate([sess.run(None, {name: x[i:i + bs]})[0] for i in range(0, len(x), bs)])
@@ -413,6 +446,9 @@ def main() -> None:
     ap.add_argument("--no-cpp", action="store_true", help="pure-torch recurrence (slow)")
     ap.add_argument("--time-epoch", action="store_true", help="time a few batches and exit")
     ap.add_argument("--export-only", action="store_true", help="export --checkpoint, no training")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue training from a model this script exported (e.g. the shipped one): "
+                         "quantized and with frozen BatchNorm from the first batch")
     args = ap.parse_args()
     name = "psmnist_qrnn" if args.permuted else "smnist_qrnn"
     out = args.out or REPO_ROOT / "models" / f"{name}.onnx"
@@ -448,6 +484,12 @@ def main() -> None:
         model.load_state_dict(saved["model"])
         info = saved["info"]
     else:
+        init_val = None
+        if args.init:
+            load_onnx_weights(model, args.init)
+            args.warmup_frac = args.bn_freeze_frac = 0.0
+            init_val = accuracy(model, x_va, y_va, True, use_cpp)
+            print(f"initialised from {args.init}: validation accuracy {init_val:.4f}", flush=True)
         opt = torch.optim.Adam(model.parameters(), lr=args.lr)
         steps_per_epoch = math.ceil(n_tr / args.batch_size)
         budget = 60 * args.minutes
@@ -457,6 +499,11 @@ def main() -> None:
         gen = torch.Generator().manual_seed(args.seed)
         t0 = time.perf_counter()
         best, quantized, done, n_batches = -1.0, False, False, 0
+        if init_val is not None:  # an epoch must beat the model it started from to replace it
+            best = init_val
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"model": model.state_dict(), "info": {"epoch": 0, "val": init_val, "quantized": True,
+                                                               "elapsed_s": 0.0, "init": str(args.init)}}, ckpt)
         frozen = False
         for epoch in range(args.epochs):
             model.train()
