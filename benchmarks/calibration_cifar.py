@@ -49,7 +49,9 @@ ROWS = [
     ("  + WC + BC + PC", "mse", True, "half", ("weight", "bias", "potential"), True, "if"),
     ("bipolar: mse + v0=θ/2", "mse", True, "half", (), True, "bif"),
     ("  + BC", "mse", True, "half", ("bias",), True, "bif"),
-    ("  + BC + PC (best)", "mse", True, "half", ("bias", "potential"), True, "bif"),
+    ("  + BC + PC", "mse", True, "half", ("bias", "potential"), True, "bif"),
+    ("  + WC + BC + PC (the default, --preset best)", "mse", True, "half", ("weight", "bias", "potential"), True,
+     "bif"),
 ]
 
 
