@@ -379,26 +379,46 @@ def export_onnx(model: QIndRNN, path: Path, perm: np.ndarray | None, doc: str, f
     return m
 
 
-def load_onnx_weights(model: QIndRNN, path: Path) -> None:
+def load_onnx_weights(model: QIndRNN, path: Path, perm: np.ndarray | None) -> None:
     """Set ``model`` to the weights of a model this script exported (``--init``): the same function.
+    A file that is not such a model, or one for another task, readout or size, is one SystemExit
+    naming every mismatch.
 
     The exported W and b have the BatchNorm folded in, so each BatchNorm becomes the identity
     (running mean 0, variance 1, weight √(1 + eps), bias 0) and is meant to stay frozen."""
+    if not path.is_file():
+        raise SystemExit(f"--init {path}: no such file")
     m = onnx.load(str(path))
     top = {t.name: onnx.numpy_helper.to_array(t) for t in m.graph.initializer}
     scans = [n for n in m.graph.node if n.op_type == "Scan"]
-    if len(scans) != len(model.layers) or "V_t" not in top:
-        raise SystemExit(f"--init {path}: {len(scans)} Scan(s), the model has {len(model.layers)} layers "
-                         f"(--layers, --readout and --permuted must match the exported model)")
+    bodies = [{t.name: onnx.numpy_helper.to_array(t) for t in scan.attribute[0].g.initializer} for scan in scans]
+    problems = []
+    if len(scans) != len(model.layers):
+        problems.append(f"{len(scans)} Scan(s) for this model's {len(model.layers)} layers (--layers)")
+    if "V_t" not in top or "c" not in top:
+        problems.append("no readout Gemm weights V_t, c")
+    readout = "mean" if any(n.op_type == "ReduceMean" for n in m.graph.node) else "last"
+    if readout != model.readout:
+        problems.append(f"readout {readout}, not --readout {model.readout}")
+    saved = top.get("permutation")
+    if (saved is None) != (perm is None) or (saved is not None and not np.array_equal(saved, perm)):
+        problems.append("a permuted (PS-MNIST) model without --permuted" if perm is None else
+                        "no permutation (an S-MNIST model)" if saved is None else
+                        "another pixel permutation than --perm-seed's")
+    for k, (layer, body) in enumerate(zip(model.layers, bodies)):
+        w_t = body.get(f"l{k + 1}_W_t")
+        if w_t is None or any(f"l{k + 1}_{n}" not in body for n in ("b", "u", "lambda")):
+            problems.append(f"layer {k + 1}'s Scan has no l{k + 1}_W_t, _b, _u, _lambda")
+        elif tuple(w_t.shape) != tuple(layer.w.weight.shape[::-1]):
+            problems.append(f"layer {k + 1} has W of shape {w_t.shape[::-1]}, this model "
+                            f"{tuple(layer.w.weight.shape)} (--hidden)")
+    if problems:
+        raise SystemExit(f"--init {path} is not a model this script exported for these flags: "
+                         + "; ".join(problems))
     with torch.no_grad():
-        for k, (layer, scan) in enumerate(zip(model.layers, scans)):
+        for k, (layer, body) in enumerate(zip(model.layers, bodies)):
             p = f"l{k + 1}_"
-            body = {t.name: onnx.numpy_helper.to_array(t) for t in scan.attribute[0].g.initializer}
-            w_t = body[p + "W_t"]
-            if tuple(w_t.shape) != tuple(layer.w.weight.shape[::-1]):
-                raise SystemExit(f"--init {path}: layer {k + 1} has W of shape {w_t.shape[::-1]}, "
-                                 f"this model {tuple(layer.w.weight.shape)} (--hidden)")
-            layer.w.weight.copy_(torch.from_numpy(w_t.T.copy()))
+            layer.w.weight.copy_(torch.from_numpy(body[p + "W_t"].T.copy()))
             layer.w.bias.copy_(torch.from_numpy(body[p + "b"]))
             layer.u.copy_(torch.from_numpy(body[p + "u"]))
             layer.lam.fill_(float(body[p + "lambda"]))
@@ -450,6 +470,8 @@ def main() -> None:
                     help="continue training from a model this script exported (e.g. the shipped one): "
                          "quantized and with frozen BatchNorm from the first batch")
     args = ap.parse_args()
+    if args.init and args.export_only:
+        ap.error("--init trains from a model; --export-only exports --checkpoint without training: give one")
     name = "psmnist_qrnn" if args.permuted else "smnist_qrnn"
     out = args.out or REPO_ROOT / "models" / f"{name}.onnx"
     ckpt = args.checkpoint or REPO_ROOT / "out" / f"{name}.pt"
@@ -486,7 +508,7 @@ def main() -> None:
     else:
         init_val = None
         if args.init:
-            load_onnx_weights(model, args.init)
+            load_onnx_weights(model, args.init, perm)
             args.warmup_frac = args.bn_freeze_frac = 0.0
             init_val = accuracy(model, x_va, y_va, True, use_cpp)
             print(f"initialised from {args.init}: validation accuracy {init_val:.4f}", flush=True)
