@@ -13,7 +13,8 @@ calibration chose (its stderr line) is shown. Then the SNN is scored in this pro
 - mobilenet (`imagenet_mobilenet_v1_0.5_160.onnx`, 160 px, (x − 128)/128, 1001 classes: label + 1) and
   effnet (`imagenet_efficientnet_lite0.onnx`, 224 px, (x − 127)/128): top-1 on all 500 images of
   `imagenet_dev500` (shorter side to size/0.875, centre crop) after T steps, and on the images not used for
-  calibration ("held out"); calibration on the first `--calib` (256) images in `labels.csv` order.
+  calibration ("held out"; with `--held-from K`, images K onwards); calibration on the first `--calib` (256)
+  images in `labels.csv` order.
 - resnet32 (`cifar10_resnet32.onnx`): calibration on the first `--calib-cifar` (1024) images of
   `cifar10_train_jpeg_2048.npz`, top-1 on the first `--test-cifar` (2000) of `cifar10_test_jpeg.npz`.
 - ultraface (`face_ultraface_rfb320.onnx`, 320×240, (x − 127)/128): calibration on the 26 photos of
@@ -80,13 +81,16 @@ def image(path: Path, width: int, height: int, crop: float, mean: float) -> np.n
     return ((np.asarray(img, np.float32) - mean) / 128.0).transpose(2, 0, 1)
 
 
-def imagenet(size: int, mean: float, calib: int, offset: int):
+def imagenet(size: int, mean: float, calib: int, offset: int, held_from: int | None = None):
     root = need(SHARED / "data" / "imagenet_dev500")
     with open(root / "labels.csv") as f:
         rows = [(r["file"], int(r["label"])) for r in csv.DictReader(f)]
     x = np.stack([image(root / "images" / f, size, size, 0.875, mean) for f, _ in rows])
     y = np.array([label + offset for _, label in rows], np.int64)
-    return x[:calib], x, y, calib  # calibration images, test images, labels, first held-out index
+    held = calib if held_from is None else held_from
+    if not calib <= held < len(x):
+        sys.exit(f"real_models.py: --held-from {held} must lie in [--calib {calib}, {len(x)})")
+    return x[:calib], x, y, held  # calibration images, test images, labels, first held-out index
 
 
 def cifar(calib: int, test: int):
@@ -216,6 +220,9 @@ def main() -> None:
     ap.add_argument("--flags", default="", help="convert flags (default: none, the default pipeline)")
     ap.add_argument("--max-memory", default="4GiB")
     ap.add_argument("--calib", type=int, default=256, help="ImageNet calibration images (of the 500)")
+    ap.add_argument("--held-from", type=int, default=None,
+                    help="score 'held out' on the ImageNet images from this index on (default --calib): a fixed "
+                         "held-out set for comparing calibration set sizes")
     ap.add_argument("--calib-cifar", type=int, default=1024)
     ap.add_argument("--test-cifar", type=int, default=2000)
     ap.add_argument("--no-score", action="store_true", help="only convert (memory and time)")
@@ -230,9 +237,9 @@ def main() -> None:
         for name in args.models:
             model = need(MODELS[name])
             if name == "mobilenet":
-                xc, xt, yt, held = imagenet(160, 128.0, args.calib, 1)
+                xc, xt, yt, held = imagenet(160, 128.0, args.calib, 1, args.held_from)
             elif name == "effnet":
-                xc, xt, yt, held = imagenet(224, 127.0, args.calib, 0)
+                xc, xt, yt, held = imagenet(224, 127.0, args.calib, 0, args.held_from)
             elif name == "resnet32":
                 xc, xt, yt, held = cifar(args.calib_cifar, args.test_cifar)
             else:
