@@ -85,11 +85,11 @@ def imagenet(size: int, mean: float, calib: int, offset: int, held_from: int | N
     root = need(SHARED / "data" / "imagenet_dev500")
     with open(root / "labels.csv") as f:
         rows = [(r["file"], int(r["label"])) for r in csv.DictReader(f)]
+    held = calib if held_from is None else held_from
+    if not calib <= held < len(rows):   # before any image is read
+        sys.exit(f"real_models.py: --held-from {held} must lie in [--calib {calib}, {len(rows)})")
     x = np.stack([image(root / "images" / f, size, size, 0.875, mean) for f, _ in rows])
     y = np.array([label + offset for _, label in rows], np.int64)
-    held = calib if held_from is None else held_from
-    if not calib <= held < len(x):
-        sys.exit(f"real_models.py: --held-from {held} must lie in [--calib {calib}, {len(x)})")
     return x[:calib], x, y, held  # calibration images, test images, labels, first held-out index
 
 
