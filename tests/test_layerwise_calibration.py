@@ -285,8 +285,8 @@ def test_grouped_weight_fit_is_one_ridge_fit_per_group():
     X = rng.normal(size=(P, G * K)).astype(np.float32)
     R = rng.normal(size=(P, G * out)).astype(np.float32)
     fit = _LeastSquares(G)
-    fit.add(X[:100], R[:100], valid=1, seed=0)
-    fit.add(X[100:], R[100:], valid=1, seed=1)
+    fit.add(X[:100], R[:100], valid=1, first=0)
+    fit.add(X[100:], R[100:], valid=1, first=1)
     dW, before, after = fit.solve()
     assert dW.shape == (G, K + 1, out)
     for g in range(G):
@@ -301,6 +301,36 @@ def test_grouped_weight_fit_is_one_ridge_fit_per_group():
     assert before == pytest.approx(np.sum(R.astype(np.float64) ** 2) / P, rel=1e-6)
     assert after == pytest.approx(resid / P, rel=1e-4)
 
+
+
+def test_subsampled_weight_fit_does_not_depend_on_the_batching(monkeypatch):
+    """Where a sample's positions cost more than WC_MACS, each sample keeps the same positions (drawn
+    by its index in the set) whatever batches it arrives in, so the sums, and the fit, are the same."""
+    from onnx2snn.calibration import layerwise
+    from onnx2snn.calibration.layerwise import _LeastSquares
+
+    monkeypatch.setattr(layerwise, "WC_MACS", 5 * 6 * 70)   # 70 of 100 positions per sample
+    monkeypatch.setattr(layerwise, "WC_MIN_POSITIONS", 1)
+    rng = np.random.default_rng(3)
+    N, positions, K, out = 6, 100, 4, 1
+    X = rng.normal(size=(N * positions, K)).astype(np.float32)
+    R = rng.normal(size=(N * positions, out)).astype(np.float32)
+    fits = []
+    for batch in (1, 2, 4, 6):
+        fit = _LeastSquares(1)
+        for first in range(0, N, batch):
+            valid = min(batch, N - first)
+            rows = slice(first * positions, (first + valid) * positions)
+            fit.add(X[rows], R[rows], valid=valid, first=first)
+        assert fit.kept == (70, 100)
+        fits.append(fit)
+    for fit in fits[1:]:
+        np.testing.assert_allclose(fit.gram, fits[0].gram, rtol=1e-5)
+        np.testing.assert_allclose(fit.cross, fits[0].cross, rtol=1e-5)
+        np.testing.assert_allclose(fit.solve()[0], fits[0].solve()[0], rtol=1e-4, atol=1e-6)
+    full = X.astype(np.float64)
+    assert fits[0].rows[0, -1] == pytest.approx(N * positions)   # scaled up: an unbiased count of rows
+    assert not np.allclose(fits[0].gram[0, :-1, :-1], full.T @ full, rtol=1e-3)  # it did subsample
 
 def depthwise_model():
     """Conv 1→4 -> Relu -> depthwise 3×3 (group 4) -> Relu -> GlobalAveragePool -> Gemm 4→3."""

@@ -63,7 +63,8 @@ from .collect import calibration_session
 
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
-WC_ROWS = 16384   # rows (positions) per batch entering the least-squares sums
+WC_MACS = 1 << 27   # multiply-adds per sample the weight fit's sums may take (positions × Gram and cross row)
+WC_MIN_POSITIONS = 64  # positions per sample the weight fit keeps whatever the cost
 SAMPLE_STEPS = 32768  # samples × T simulated per layer: all of 1,024 up to T = 32, the first 512 at T = 64
 KEEP_BYTES = 4 << 30  # pass-A input currents kept for pass B (beyond this they are recomputed)
 MAX_MEMORY = 4 << 30  # the default bound on what a layer's simulation holds (convert --max-memory)
@@ -141,9 +142,10 @@ class _OutputErrors:
 class _LeastSquares:
     """Pass-A sums of the weight fit, in float64, over rows [X̄ 1] (the inputs and a bias column)
     against the current residuals R, one independent fit per group of a grouped conv (G = 1 for a
-    dense Conv or Gemm; a depthwise conv has one per channel, each over its kh·kw inputs); a batch of
-    more than ``WC_ROWS`` rows is subsampled (seeded by its index) and its sums scaled up, which keeps
-    them unbiased."""
+    dense Conv or Gemm; a depthwise conv has one per channel, each over its kh·kw inputs). Where a
+    sample's positions cost more than ``WC_MACS`` multiply-adds, each sample keeps the same number of
+    them, drawn by a generator seeded with the sample's index in the calibration set, and the sums are
+    scaled up (unbiased): the sums do not depend on how the samples are batched."""
 
     groups: int = 1
     gram: np.ndarray | None = None          # Σ [X̄ 1]ᵀ[X̄ 1] per group, [G, K+1, K+1]
@@ -151,15 +153,22 @@ class _LeastSquares:
     rows: np.ndarray | None = None          # Σ [X̄ 1] per group, [G, K+1] (the last entry: the number of rows)
     residual_sq: np.ndarray | None = None   # Σ R², [Cout]
     per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [positions, G, K+1]
+    kept: tuple[int, int] = (0, 0)          # positions per sample in the sums, of all
 
-    def add(self, X: np.ndarray, R: np.ndarray, valid: int, seed: int) -> None:
+    def add(self, X: np.ndarray, R: np.ndarray, valid: int, first: int) -> None:
+        """Add the rows of samples ``first`` … ``first + valid − 1`` (sample-major: X [valid·positions, ...])."""
         G = self.groups
         P = X.shape[0]
+        positions = P // valid
         Xa = np.concatenate([X.reshape(P, G, -1), np.ones((P, G, 1), np.float32)], axis=2)  # [P, G, K+1]
         self.per_position = _add(self.per_position, Xa.reshape((valid, -1) + Xa.shape[1:]).sum(0, dtype=np.float64))
-        if P > WC_ROWS:
-            keep = np.random.default_rng(seed).choice(P, WC_ROWS, replace=False)
-            scale = P / WC_ROWS
+        per_row = G * Xa.shape[2] * (Xa.shape[2] + R.shape[1] // G)
+        m = min(positions, max(WC_MIN_POSITIONS, WC_MACS // per_row))
+        self.kept = (m, positions)
+        if m < positions:
+            keep = np.concatenate([s * positions + np.random.default_rng(first + s).choice(positions, m, replace=False)
+                                   for s in range(valid)])
+            scale = positions / m
             Xa, R = Xa[keep], R[keep]
         else:
             scale = 1.0
@@ -482,7 +491,7 @@ class LayerwiseCalibrator:
         errors = _OutputErrors()
         fit = None if w_node is None else _LeastSquares(int(_attr(w_node, "group", 1)) if w_node.op_type == "Conv" else 1)
         kept: dict[int, np.ndarray] = {}
-        kept_bytes = 0
+        kept_bytes = first = 0
         for b, (feed, valid) in enumerate(batches):
             res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
             current = res[0]
@@ -492,13 +501,16 @@ class LayerwiseCalibrator:
             z = z_cache[b][i]
             _, r, a, ca = self._simulate(layer, current, z, valid)
             errors.add(r, a, ca, valid)
-            if fit is not None and not self._add_fit_rows(fit, w_node, current, res[1], z, valid, b):
+            if fit is not None and not self._add_fit_rows(fit, w_node, current, res[1], z, valid, first):
                 fit = None
                 report.notes.append("WC skipped (unsupported layer form)")
+            first += valid
+        if fit is not None and fit.kept[0] < fit.kept[1]:
+            report.notes.append(f"WC on {fit.kept[0]} of {fit.kept[1]} positions per sample")
         return errors, (fit if fit is not None and fit.gram is not None else None), kept
 
-    def _add_fit_rows(self, fit: _LeastSquares, node, current, xin, z, valid: int, b: int) -> bool:
-        """Add batch ``b``'s rows to the fit: time-averaged inputs X̄ against z − z̄ (False: the layer's
+    def _add_fit_rows(self, fit: _LeastSquares, node, current, xin, z, valid: int, first: int) -> bool:
+        """Add the rows of the batch starting at sample ``first`` to the fit: time-averaged inputs X̄ against z − z̄ (False: the layer's
         form is not supported)."""
         n = current.shape[0] // self.T
         zbar = current.reshape((self.T, n) + current.shape[1:]).mean(0)[:valid]
@@ -506,7 +518,7 @@ class LayerwiseCalibrator:
         X, R = self._design(node, xbar, z - zbar)
         if X is None:
             return False
-        fit.add(X, R, valid, seed=b)
+        fit.add(X, R, valid, first)
         return True
 
     def _calibrate_weights(self, layer: _Layer, fit: _LeastSquares, errors: _OutputErrors,
