@@ -222,7 +222,7 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     model, x, _ = mnist
     calib = {"input": x[:64]}
     cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
-               calibrate=("bias", "potential"), batch_size=64)
+               calibrate=("weight", "bias", "potential"), batch_size=64)
     large = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 30))
     with caplog.at_level(logging.WARNING):
         small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=24 << 20))

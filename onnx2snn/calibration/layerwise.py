@@ -177,10 +177,10 @@ class _LeastSquares:
             Xa, R = Xa[keep], R[keep]
         else:
             scale = 1.0
-        Rg = R.reshape(R.shape[0], G, -1)                                  # [P, G, Cout/G]
-        Xt = Xa.transpose(1, 2, 0)                                         # [G, K+1, P]
-        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)).astype(np.float64) * scale
-        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)).astype(np.float64) * scale
+        Rg = R.reshape(R.shape[0], G, -1).astype(np.float64)               # [P, G, Cout/G]
+        Xt = Xa.transpose(1, 2, 0).astype(np.float64)                      # [G, K+1, P]
+        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)) * scale   # float64: sums that hardly depend on their order
+        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)) * scale
         self.gram = _add(self.gram, gram)
         self.cross = _add(self.cross, cross)
         self.rows = _add(self.rows, Xa.sum(0, dtype=np.float64) * scale)
