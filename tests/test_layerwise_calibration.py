@@ -222,7 +222,7 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     model, x, _ = mnist
     calib = {"input": x[:64]}
     cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
-               calibrate=("bias", "potential"), batch_size=64)
+               calibrate=("weight", "bias", "potential"), batch_size=64)
     large = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=8 << 30))
     with caplog.at_level(logging.WARNING):
         small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=24 << 20))
@@ -242,18 +242,42 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     assert (out_l.argmax(1) == out_s.argmax(1)).mean() >= 0.97
 
 
-def test_a_memory_limit_below_what_all_samples_hold_calibrates_on_fewer(mnist, caplog):
-    """Under 8 MiB the spike trains of all 64 samples (63 KB each at T = 8) cannot be held beside the
-    simulation: layer-wise calibration uses the first ones that fit, and says how many and why."""
+def test_a_memory_limit_below_what_all_samples_hold_spills_them_to_disk(mnist, caplog):
+    """Under 8 MiB the spike trains of all 64 samples (63 KB each at T = 8) cannot be held in memory
+    beside the simulation: the rest goes to a temporary file, every sample is still used (said on
+    stderr), and the calibrated SNN is the one a large limit gives."""
     import logging
 
+    model, x, _ = mnist
+    cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
+               calibrate=("bias",), batch_size=8)
+    large = onnx2snn.convert(model, {"input": x[:64]}, ConvertConfig(**cfg, max_memory=8 << 30))
+    with caplog.at_level(logging.INFO):
+        small = onnx2snn.convert(model, {"input": x[:64]}, ConvertConfig(**cfg, max_memory=8 << 20))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "on the first" in m]
+    assert [m for m in messages if "more in a temporary file" in m], messages
+    wrote = [m for m in messages if "wrote" in m and "temporary files" in m]
+    assert wrote and float(wrote[0].split("wrote ")[1].split()[0]) > 0
+    for a, b in zip(large.model.graph.initializer, small.model.graph.initializer):
+        np.testing.assert_allclose(numpy_helper.to_array(b), numpy_helper.to_array(a), rtol=1e-4, atol=1e-5)
+
+
+def test_without_disk_for_the_samples_calibration_uses_the_first_that_fit(mnist, caplog, monkeypatch):
+    """No free disk in the temporary directory: layer-wise calibration uses the first samples that fit
+    in memory, and says how many and why."""
+    import logging
+
+    from onnx2snn.calibration import layerwise
+
+    monkeypatch.setattr(layerwise, "disk_free", lambda: 0)
     model, x, _ = mnist
     cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), channel_wise=True, v_init="half",
                calibrate=("bias",), batch_size=64)
     with caplog.at_level(logging.WARNING):
         small = onnx2snn.convert(model, {"input": x[:64]}, ConvertConfig(**cfg, max_memory=8 << 20))
     said = [r.getMessage() for r in caplog.records if "layer-wise calibration on the first" in r.getMessage()]
-    assert len(said) == 1 and "raise --max-memory" in said[0], said
+    assert len(said) == 1 and "raise --max-memory" in said[0] and "free disk" in said[0], said
     used = int(said[0].split("on the first ")[1].split()[0])
     assert 1 <= used < 64
     assert len(small.layer_reports) == 3 and all(r.floor_after <= r.floor_before + 1e-3 for r in small.layer_reports)

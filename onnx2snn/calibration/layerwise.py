@@ -27,7 +27,10 @@ spike trains that later layers read. Without WC the second pass reuses the
 first pass's input currents plus the bias shift while they fit in
 ``keep_bytes`` (default 4 GiB; beyond it they are recomputed). Spike trains
 are kept bit-packed (bipolar neurons: a second bit plane for the negative
-spikes) and only while a later layer still needs them.
+spikes) and only while a later layer still needs them. What is held across
+batches (those spike trains and one layer's ANN pre-activations) stays in memory
+up to 3/8 of ``max_memory``; the rest goes to an anonymous temporary file
+(``spill.py``), so every calibration sample is used whatever the limit.
 
 At most ``SAMPLE_STEPS`` sample-steps (samples × T) are simulated per layer:
 the first ``SAMPLE_STEPS // T`` samples when the data holds more (the
@@ -44,6 +47,7 @@ relative to E[a²].
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +64,7 @@ from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
 from ..snn.time_axis import AddTimeAxisPass
 from .collect import calibration_session
+from .spill import Budget, HeldList, disk_free, size_text
 
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
@@ -172,10 +177,10 @@ class _LeastSquares:
             Xa, R = Xa[keep], R[keep]
         else:
             scale = 1.0
-        Rg = R.reshape(R.shape[0], G, -1)                                  # [P, G, Cout/G]
-        Xt = Xa.transpose(1, 2, 0)                                         # [G, K+1, P]
-        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)).astype(np.float64) * scale
-        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)).astype(np.float64) * scale
+        Rg = R.reshape(R.shape[0], G, -1).astype(np.float64)               # [P, G, Cout/G]
+        Xt = Xa.transpose(1, 2, 0).astype(np.float64)                      # [G, K+1, P]
+        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)) * scale   # float64: sums that hardly depend on their order
+        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)) * scale
         self.gram = _add(self.gram, gram)
         self.cross = _add(self.cross, cross)
         self.rows = _add(self.rows, Xa.sum(0, dtype=np.float64) * scale)
@@ -384,15 +389,25 @@ class LayerwiseCalibrator:
             log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
                      keep, n, self.sample_steps, self.T)
         per_sample = self.held_per_sample(later_use)
-        fits = max(fixed_batch or 1, self.max_memory * 3 // 8 // max(1, per_sample))
-        if fits < keep:
-            fits -= fits % fixed_batch if fixed_batch else 0
-            log.warning("layer-wise calibration on the first %d of %d samples: what it holds for all of them "
-                        "(bit-packed spike trains of the layers still read, one layer's ANN pre-activations: "
-                        "%.1f MiB per sample at T = %d) must fit in the 3/8 of --max-memory %.1f GiB its "
-                        "simulation leaves; raise --max-memory to use more", fits, n, per_sample / 2**20, self.T,
-                        self.max_memory / 2**30)
-            keep = fits
+        self._budget = Budget(self.max_memory * 3 // 8)
+        to_disk = per_sample * keep - self._budget.left
+        if to_disk > 0:
+            free = disk_free()
+            if to_disk > free // 2:
+                fits = max(fixed_batch or 1, (self._budget.left + free // 2) // max(1, per_sample))
+                fits -= fits % fixed_batch if fixed_batch else 0
+                log.warning("layer-wise calibration on the first %d of %d samples: what it holds for all of them "
+                            "(bit-packed spike trains of the layers still read, one layer's ANN pre-activations: "
+                            "%.1f MiB per sample at T = %d) is over the 3/8 of --max-memory %.1f GiB its simulation "
+                            "leaves plus half the %.1f GiB free in the temporary directory %s; raise --max-memory "
+                            "or free disk (TMPDIR) to use more", min(fits, keep), n, per_sample / 2**20, self.T,
+                            self.max_memory / 2**30, free / 2**30, tempfile.gettempdir())
+                keep = min(keep, fits)
+            else:
+                log.info("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
+                         "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
+                         "up to %s more in a temporary file in %s", size_text(per_sample), self.T,
+                         size_text(self._budget.left), size_text(to_disk), tempfile.gettempdir())
         if keep < n:
             feeds = {k: v[:keep] for k, v in feeds.items()}
         self.samples = keep
@@ -400,15 +415,19 @@ class LayerwiseCalibrator:
         batches = [(f, v) for f, v in iter_batches(feeds, batch_size, fixed_batch)]
         self._ann0 = onnx.ModelProto()   # the ANN's own weights (self.ann gets the calibrated ones)
         self._ann0.CopyFrom(self.ann)
-        store: dict[str, list] = {}
+        store: dict[str, HeldList] = {}
         reports = []
         with Progress(len(self.layers), "calibrating layers", enabled=progress) as bar:
             for i, layer in enumerate(self.layers):
-                z_cache = self._pre_activations(layer, batches)  # this layer's only: one layer's z in memory
+                z_cache = self._pre_activations(layer, batches)  # this layer's only
                 reports.append(self._calibrate_layer(i, layer, segments[i], batches, z_cache, store, stops))
+                z_cache.close()
                 for name in [n for n in store if later_use.get(n, -1) <= i]:
-                    del store[name]
+                    store.pop(name).close()
                 bar.update()
+        if self._budget.peak_disk:
+            log.info("layer-wise calibration wrote %s to its temporary files (at most %s at once)",
+                     size_text(self._budget.spilled), size_text(self._budget.peak_disk))
         return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
 
     def held_per_sample(self, later_use: dict[str, int]) -> int:
@@ -435,18 +454,15 @@ class LayerwiseCalibrator:
         per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
 
-    def _pre_activations(self, layer: _Layer, batches) -> list[list[np.ndarray]]:
-        """The ANN's pre-activation z of ``layer`` for every batch (indexed [batch][layer index] as the
-        passes read it; the other layers' entries are not computed), from the part of the ANN that
+    def _pre_activations(self, layer: _Layer, batches) -> HeldList:
+        """The ANN's pre-activation z of ``layer`` for every batch (``held[b][0]``), from the part of the ANN that
         computes it (onnxruntime runs every node of a session whatever outputs are asked for, so the
         whole ANN per layer cost L full passes; the prefixes cost about L/2)."""
-        index = self.layers.index(layer)
         prefix, inputs = _extract(self._ann0, {i.name for i in self._ann0.graph.input}, [layer.pre])
         sess = calibration_session(prefix, optimize=True)
-        out = []
+        out = HeldList(self._budget)
         for feed, valid in batches:
-            z = sess.run([layer.pre], {n: feed[n] for n in inputs})[0][:valid]
-            out.append([None] * index + [z])
+            out.append(sess.run([layer.pre], {n: feed[n] for n in inputs})[0][:valid])
         return out
 
     def _segment_session(self, outs, stops, act):
@@ -498,7 +514,7 @@ class LayerwiseCalibrator:
             if fit is None and kept_bytes + current.nbytes <= self.keep_bytes:
                 kept[b] = current
                 kept_bytes += current.nbytes
-            z = z_cache[b][i]
+            z = z_cache[b][0]
             _, r, a, ca = self._simulate(layer, current, z, valid)
             errors.add(r, a, ca, valid)
             if fit is not None and not self._add_fit_rows(fit, w_node, current, res[1], z, valid, first):
@@ -573,7 +589,7 @@ class LayerwiseCalibrator:
         if len(kept) < len(batches):
             sess, inputs = self._segment_session([layer.pre], stops, layer.act)
         floor_after = 0.0
-        store[layer.act] = []
+        store[layer.act] = HeldList(self._budget)
         for b, (feed, valid) in enumerate(batches):
             if b in kept:
                 current = kept.pop(b)
@@ -581,10 +597,10 @@ class LayerwiseCalibrator:
                     current += shift
             else:
                 current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
-            y, r, _, ca = self._simulate(layer, current, z_cache[b][i], valid)
+            y, r, _, ca = self._simulate(layer, current, z_cache[b][0], valid)
             floor_after += _sq(ca - r)
             down = np.packbits(y < 0) if self.neuron.signed else None
-            store[layer.act].append((np.packbits(y > 0), down, y.shape, layer.theta))
+            store[layer.act].append(np.packbits(y > 0), down, y.shape, layer.theta)
         return floor_after
 
     def _design(self, node, xin, residual):
