@@ -404,10 +404,10 @@ class LayerwiseCalibrator:
                             self.max_memory / 2**30, free / 2**30, tempfile.gettempdir())
                 keep = min(keep, fits)
             else:
-                log.info("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
-                         "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
-                         "up to %s more in a temporary file in %s", size_text(per_sample), self.T,
-                         size_text(self._budget.left), size_text(to_disk), tempfile.gettempdir())
+                log.warning("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
+                            "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
+                            "up to %s more in a temporary file in %s", size_text(per_sample), self.T,
+                            size_text(self._budget.left), size_text(to_disk), tempfile.gettempdir())
         if keep < n:
             feeds = {k: v[:keep] for k, v in feeds.items()}
         self.samples = keep
@@ -426,8 +426,8 @@ class LayerwiseCalibrator:
                     store.pop(name).close()
                 bar.update()
         if self._budget.peak_disk:
-            log.info("layer-wise calibration wrote %s to its temporary files (at most %s at once)",
-                     size_text(self._budget.spilled), size_text(self._budget.peak_disk))
+            log.warning("layer-wise calibration wrote %s to its temporary files (at most %s at once)",
+                        size_text(self._budget.spilled), size_text(self._budget.peak_disk))
         return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
 
     def held_per_sample(self, later_use: dict[str, int]) -> int:
