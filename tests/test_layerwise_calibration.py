@@ -326,7 +326,6 @@ def test_grouped_weight_fit_is_one_ridge_fit_per_group():
     assert after == pytest.approx(resid / P, rel=1e-4)
 
 
-
 def test_subsampled_weight_fit_does_not_depend_on_the_batching(monkeypatch):
     """Where a sample's positions cost more than WC_MACS, each sample keeps the same positions (drawn
     by its index in the set) whatever batches it arrives in, so the sums, and the fit, are the same."""
@@ -355,6 +354,7 @@ def test_subsampled_weight_fit_does_not_depend_on_the_batching(monkeypatch):
     full = X.astype(np.float64)
     assert fits[0].rows[0, -1] == pytest.approx(N * positions)   # scaled up: an unbiased count of rows
     assert not np.allclose(fits[0].gram[0, :-1, :-1], full.T @ full, rtol=1e-3)  # it did subsample
+
 
 def depthwise_model():
     """Conv 1→4 -> Relu -> depthwise 3×3 (group 4) -> Relu -> GlobalAveragePool -> Gemm 4→3."""

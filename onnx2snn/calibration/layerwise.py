@@ -339,6 +339,7 @@ class LayerwiseCalibrator:
             act, pre = node.outputs[0].name, node.inputs[0].name
             self.layers.append(_Layer(act, pre, relu_cap(node)[1], np.asarray(thresholds[act], np.float32),
                                       np.asarray(v0.get(act, 0.0), np.float32)))
+        self._thetas = {layer.act: layer.theta for layer in self.layers}  # what a stored spike train is worth
         self._neuron_session = self._make_neuron_session()
         self._numels = sample_numels(self.ann)  # the shapes the memory bounds read (calibration keeps them)
 
@@ -396,13 +397,13 @@ class LayerwiseCalibrator:
             if to_disk > free // 2:
                 fits = max(fixed_batch or 1, (self._budget.left + free // 2) // max(1, per_sample))
                 fits -= fits % fixed_batch if fixed_batch else 0
+                keep = min(keep, fits)
                 log.warning("layer-wise calibration on the first %d of %d samples: what it holds for all of them "
                             "(bit-packed spike trains of the layers still read, one layer's ANN pre-activations: "
                             "%.1f MiB per sample at T = %d) is over the 3/8 of --max-memory %.1f GiB its simulation "
                             "leaves plus half the %.1f GiB free in the temporary directory %s; raise --max-memory "
-                            "or free disk (TMPDIR) to use more", min(fits, keep), n, per_sample / 2**20, self.T,
+                            "or free disk (TMPDIR) to use more", keep, n, per_sample / 2**20, self.T,
                             self.max_memory / 2**30, free / 2**30, tempfile.gettempdir())
-                keep = min(keep, fits)
             else:
                 log.warning("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
                             "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
@@ -475,7 +476,8 @@ class LayerwiseCalibrator:
             if name in self.input_names:
                 out[name] = feed[name]
             else:
-                up, down, shape, theta = store[name][b]
+                up, down, shape = store[name][b]
+                theta = self._thetas[name]
                 count = int(np.prod(shape))
                 bits = np.unpackbits(up, count=count).reshape(shape)
                 if down is not None:   # bipolar neurons: negative spikes in a second bit plane
@@ -600,7 +602,7 @@ class LayerwiseCalibrator:
             y, r, _, ca = self._simulate(layer, current, z_cache[b][0], valid)
             floor_after += _sq(ca - r)
             down = np.packbits(y < 0) if self.neuron.signed else None
-            store[layer.act].append(np.packbits(y > 0), down, y.shape, layer.theta)
+            store[layer.act].append(np.packbits(y > 0), down, y.shape)
         return floor_after
 
     def _design(self, node, xin, residual):

@@ -40,6 +40,7 @@ class _OnDisk:
 
 
 def size_text(n: int) -> str:
+    """Bytes for a log line (``runtime.memory.format_size`` sits above calibration in the layering)."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
