@@ -2,9 +2,13 @@
 import os
 import tempfile
 
+import errno
+
 import numpy as np
+import pytest
 
 from onnx2snn.calibration.spill import Budget, HeldList
+from onnx2snn.errors import CalibrationError
 
 
 def test_arrays_come_back_bit_for_bit_from_memory_and_from_disk():
@@ -37,3 +41,15 @@ def test_the_temporary_file_is_never_visible_and_closing_releases_it():
     np.testing.assert_array_equal(held[0][0], np.arange(1000, dtype=np.float32))
     held.close()
     assert held._file is None and len(held) == 0
+
+
+def test_a_full_disk_is_one_error_naming_the_directory_and_what_to_do(monkeypatch):
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    held = HeldList(Budget(0))
+    with pytest.raises(CalibrationError, match=r"could not write .* temporary file in .*No space left on device.*"
+                                               r"TMPDIR.*--max-memory"):
+        held.append(np.arange(10, dtype=np.float32))
+    held.close()

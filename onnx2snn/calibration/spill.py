@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import CalibrationError
+
 
 @dataclass
 class Budget:
@@ -72,7 +74,13 @@ class HeldList:
         if self._file is None:
             self._file = tempfile.TemporaryFile(prefix="onnx2snn-calibration-")
         data = np.ascontiguousarray(array)
-        written = os.pwrite(self._file.fileno(), memoryview(data.reshape(-1)).cast("B"), self._size)
+        try:
+            written = os.pwrite(self._file.fileno(), memoryview(data.reshape(-1)).cast("B"), self._size)
+        except OSError as exc:
+            raise CalibrationError(
+                f"layer-wise calibration could not write {size_text(data.nbytes)} to its temporary file in "
+                f"{tempfile.gettempdir()} ({exc.strerror or exc}): free disk there, set TMPDIR to a directory "
+                "with room, or raise --max-memory so that more stays in memory") from exc
         if written != data.nbytes:
             raise OSError(f"short write to the calibration's temporary file ({written} of {data.nbytes} bytes)")
         handle = _OnDisk(self._size, data.dtype, data.shape)
