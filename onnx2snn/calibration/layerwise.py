@@ -355,6 +355,7 @@ class LayerwiseCalibrator:
         model.ir_version = 8
         opts = ort.SessionOptions()
         opts.register_custom_ops_library(get_library_path())
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
     def _spike(self, layer: _Layer, current: np.ndarray) -> np.ndarray:
