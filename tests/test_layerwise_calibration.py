@@ -400,3 +400,16 @@ def test_weight_calibration_on_too_few_samples_warns_with_the_number_needed(capl
     said = [r.getMessage() for r in caplog.records if "weight calibration of layer" in r.getMessage()]
     assert len(said) == 1 and "'y'" in said[0] and "give at least 5 calibration samples" in said[0], said
     assert result.layer_reports[-1].notes == ["WC underdetermined: at least 5 samples needed"]
+
+
+def test_calibration_sessions_do_not_spin_between_runs():
+    """Layer-wise calibration alternates onnxruntime runs with numpy work on their outputs: threads that
+    spin after a run would take the core that numpy work needs."""
+    from onnx2snn.calibration.collect import calibration_session
+    from onnx2snn.calibration.layerwise import LayerwiseCalibrator
+
+    model = one_neuron_model()
+    key = "session.intra_op.allow_spinning"
+    assert calibration_session(model).get_session_options().get_session_config_entry(key) == "0"
+    cal = LayerwiseCalibrator(model, {"a": np.ones(1, np.float32)}, {}, 4, "subtract", ())
+    assert cal._neuron_session.get_session_options().get_session_config_entry(key) == "0"
