@@ -1,8 +1,7 @@
 """HeldList: what layer-wise calibration holds across batches, in memory up to a budget, beyond it on disk."""
+import errno
 import os
 import tempfile
-
-import errno
 
 import numpy as np
 import pytest
@@ -51,5 +50,13 @@ def test_a_full_disk_is_one_error_naming_the_directory_and_what_to_do(monkeypatc
     held = HeldList(Budget(0))
     with pytest.raises(CalibrationError, match=r"could not write .* temporary file in .*No space left on device.*"
                                                r"TMPDIR.*--max-memory"):
+        held.append(np.arange(10, dtype=np.float32))
+    held.close()
+
+
+def test_a_short_write_is_the_same_error(monkeypatch):
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: len(data) // 2)
+    held = HeldList(Budget(0))
+    with pytest.raises(CalibrationError, match=r"could not write .*only 20 bytes written.*TMPDIR.*--max-memory"):
         held.append(np.arange(10, dtype=np.float32))
     held.close()

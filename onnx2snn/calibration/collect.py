@@ -12,6 +12,7 @@ from typing import Iterable
 import onnx
 import onnxruntime as ort
 
+from .._library import register
 from .._progress import Progress
 from ..errors import CalibrationError
 from .statistics import ActivationStats
@@ -30,11 +31,13 @@ def augment_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelP
 
 
 def calibration_session(model: onnx.ModelProto, providers=None, optimize: bool = False,
-                        threads: int = 0) -> ort.InferenceSession:
+                        threads: int = 0, custom_ops: bool = False) -> ort.InferenceSession:
     """A CPU session; graph optimisations off unless ``optimize`` (graph outputs survive
     optimisation, so a session whose every tensor of interest is an output may use it);
-    ``threads`` intra-op threads (0: onnxruntime's default, every core)."""
-    opts = ort.SessionOptions()
+    ``threads`` intra-op threads (0: onnxruntime's default, every core); ``custom_ops``: the
+    SNN op library registered. Its threads do not spin after a run: calibration alternates runs
+    with numpy work on their outputs, which needs the cores."""
+    opts = register(ort.SessionOptions()) if custom_ops else ort.SessionOptions()
     opts.intra_op_num_threads = threads
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL

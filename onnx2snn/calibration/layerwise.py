@@ -55,7 +55,6 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
-from .._library import get_library_path
 from .._progress import Progress
 from ..config import Calibration
 from ..core.graph import SNN_DOMAIN, export_graph, import_model
@@ -353,10 +352,7 @@ class LayerwiseCalibrator:
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13),
                                                              onnx.helper.make_opsetid(SNN_DOMAIN, 1)])
         model.ir_version = 8
-        opts = ort.SessionOptions()
-        opts.register_custom_ops_library(get_library_path())
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return calibration_session(model, optimize=True, custom_ops=True)
 
     def _spike(self, layer: _Layer, current: np.ndarray) -> np.ndarray:
         v0 = np.ascontiguousarray(np.broadcast_to(layer.v0, (1,) + current.shape[1:]), dtype=np.float32)

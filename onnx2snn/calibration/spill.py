@@ -76,13 +76,14 @@ class HeldList:
         data = np.ascontiguousarray(array)
         try:
             written = os.pwrite(self._file.fileno(), memoryview(data.reshape(-1)).cast("B"), self._size)
+            problem = None if written == data.nbytes else f"only {written} bytes written"  # a disk filling up
         except OSError as exc:
+            problem = exc.strerror or str(exc)
+        if problem is not None:
             raise CalibrationError(
                 f"layer-wise calibration could not write {size_text(data.nbytes)} to its temporary file in "
-                f"{tempfile.gettempdir()} ({exc.strerror or exc}): free disk there, set TMPDIR to a directory "
-                "with room, or raise --max-memory so that more stays in memory") from exc
-        if written != data.nbytes:
-            raise OSError(f"short write to the calibration's temporary file ({written} of {data.nbytes} bytes)")
+                f"{tempfile.gettempdir()} ({problem}): free disk there, set TMPDIR to a directory "
+                "with room, or raise --max-memory so that more stays in memory")
         handle = _OnDisk(self._size, data.dtype, data.shape)
         self._size += data.nbytes
         self.budget._wrote(data.nbytes)
