@@ -32,6 +32,9 @@ batches (those spike trains and one layer's ANN pre-activations) stays in memory
 up to 3/8 of ``max_memory``; the rest goes to an anonymous temporary file
 (``spill.py``), so every calibration sample is used whatever the limit.
 
+The passes over T·n-row tensors (unpacking, time means, packing) are :mod:`.rows`'s, split
+across the cores and equal to one thread's results bit for bit.
+
 At most ``SAMPLE_STEPS`` sample-steps (samples × T) are simulated per layer:
 the first ``SAMPLE_STEPS // T`` samples when the data holds more (the
 thresholds were set on all of it before).
@@ -63,6 +66,7 @@ from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
 from ..snn.time_axis import AddTimeAxisPass
 from .collect import calibration_session
+from .rows import pack, time_mean, unpack_spikes
 from .spill import Budget, HeldList, disk_free, size_text
 
 log = logging.getLogger(__name__)
@@ -156,34 +160,44 @@ class _LeastSquares:
     cross: np.ndarray | None = None         # Σ [X̄ 1]ᵀ R per group, [G, K+1, Cout/G]
     rows: np.ndarray | None = None          # Σ [X̄ 1] per group, [G, K+1] (the last entry: the number of rows)
     residual_sq: np.ndarray | None = None   # Σ R², [Cout]
-    per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [positions, G, K+1]
+    per_position: np.ndarray | None = None  # Σ over samples of [X̄ 1], all rows, [G, K+1, positions]
     kept: tuple[int, int] = (0, 0)          # positions per sample in the sums, of all
 
     def add(self, X: np.ndarray, R: np.ndarray, valid: int, first: int) -> None:
-        """Add the rows of samples ``first`` … ``first + valid − 1`` (sample-major: X [valid·positions, ...])."""
-        G = self.groups
-        P = X.shape[0]
+        """:meth:`add_grouped` of rows X [valid·positions, G·K] and R [valid·positions, Cout] (sample-major)."""
+        G, P = self.groups, X.shape[0]
+        Xg = X.reshape(P, G, -1).transpose(1, 2, 0).astype(np.float64)
+        Rg = R.reshape(P, G, -1).transpose(1, 0, 2).astype(np.float64)
+        self.add_grouped(Xg, Rg, valid, first)
+
+    def add_grouped(self, X: np.ndarray, R: np.ndarray, valid: int, first: int) -> None:
+        """Add the rows of samples ``first`` … ``first + valid − 1``: X [G, K, valid·positions] and
+        R [G, valid·positions, Cout/G], float64, rows sample-major (the layout the per-group products read)."""
+        G, K, P = X.shape
         positions = P // valid
-        Xa = np.concatenate([X.reshape(P, G, -1), np.ones((P, G, 1), np.float32)], axis=2)  # [P, G, K+1]
-        self.per_position = _add(self.per_position, Xa.reshape((valid, -1) + Xa.shape[1:]).sum(0, dtype=np.float64))
-        per_row = G * Xa.shape[2] * (Xa.shape[2] + R.shape[1] // G)
+        if self.per_position is None:
+            self.per_position = np.zeros((G, K + 1, positions))
+        self.per_position[:, :K] += X.reshape(G, K, valid, positions).sum(2)
+        self.per_position[:, K] += valid
+        per_row = G * (K + 1) * (K + 1 + R.shape[2])
         m = min(positions, max(WC_MIN_POSITIONS, WC_MACS // per_row))
         self.kept = (m, positions)
         if m < positions:
             keep = np.concatenate([s * positions + np.random.default_rng(first + s).choice(positions, m, replace=False)
                                    for s in range(valid)])
             scale = positions / m
-            Xa, R = Xa[keep], R[keep]
+            X, R = X[:, :, keep], R[:, keep]
         else:
             scale = 1.0
-        Rg = R.reshape(R.shape[0], G, -1).astype(np.float64)               # [P, G, Cout/G]
-        Xt = Xa.transpose(1, 2, 0).astype(np.float64)                      # [G, K+1, P]
-        gram = np.matmul(Xt, Xt.transpose(0, 2, 1)) * scale   # float64: sums that hardly depend on their order
-        cross = np.matmul(Xt, Rg.transpose(1, 0, 2)) * scale
-        self.gram = _add(self.gram, gram)
-        self.cross = _add(self.cross, cross)
-        self.rows = _add(self.rows, Xa.sum(0, dtype=np.float64) * scale)
-        self.residual_sq = _add(self.residual_sq, (R.astype(np.float64) ** 2).sum(0) * scale)
+        gram = np.empty((G, K + 1, K + 1))
+        gram[:, :K, :K] = np.matmul(X, X.transpose(0, 2, 1))   # float64: sums that hardly depend on their order
+        gram[:, :K, K] = gram[:, K, :K] = colsum = X.sum(2)
+        gram[:, K, K] = X.shape[2]
+        cross = np.concatenate([np.matmul(X, R), R.sum(1)[:, None]], axis=1)
+        self.gram = _add(self.gram, gram * scale)
+        self.cross = _add(self.cross, cross * scale)
+        self.rows = _add(self.rows, np.concatenate([colsum, np.full((G, 1), float(X.shape[2]))], axis=1) * scale)
+        self.residual_sq = _add(self.residual_sq, np.square(R).sum(1).reshape(-1) * scale)
 
     def solve(self):
         """(ΔW [G, K+1, Cout/G], objective per row before, after): per group the ridge solution,
@@ -261,9 +275,9 @@ def _attr(node, name, default):
     return default
 
 
-def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
-    """Conv input patches [positions, Cin·kh·kw], channel-major: for G groups, column block g (of
-    Cin/G·kh·kw) is group g's patch in the order of W[g·Cout/G:(g+1)·Cout/G].reshape(Cout/G, -1)."""
+def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape, groups: int) -> np.ndarray | None:
+    """Conv input patches as float64 [G, Cin/G·kh·kw, N·H'·W']: block g is group g's patch in the order
+    of W[g·Cout/G:(g+1)·Cout/G].reshape(Cout/G, -1), rows sample-major (one strided copy of the windows)."""
     if x.ndim != 4 or _attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
         return None
     kh, kw = w_shape[2], w_shape[3]
@@ -272,8 +286,10 @@ def _im2col(x: np.ndarray, node: onnx.NodeProto, w_shape) -> np.ndarray | None:
     pt, pl, pb, pr = _attr(node, "pads", [0, 0, 0, 0])
     xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))
     win = np.lib.stride_tricks.sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))
-    win = win[:, :, ::sh, ::sw, ::dh, ::dw]                 # [N, Cin, H', W', kh, kw]
-    return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, x.shape[1] * kh * kw)
+    win = win[:, :, ::sh, ::sw, ::dh, ::dw].transpose(1, 4, 5, 0, 2, 3)   # [Cin, kh, kw, N, H', W']
+    out = np.empty(win.shape, np.float64)
+    np.copyto(out, win)
+    return out.reshape(groups, x.shape[1] // groups * kh * kw, -1)
 
 
 def sample_numels(ann: onnx.ModelProto) -> tuple[dict[str, int], int]:
@@ -361,9 +377,8 @@ class LayerwiseCalibrator:
     def _simulate(self, layer: _Layer, current: np.ndarray, z: np.ndarray, valid: int):
         """Spikes y [T·n, ...] of the layer for its input current, their time average r̄,
         the ANN activation a and its clip to θ, the last three for the ``valid`` samples."""
-        n = current.shape[0] // self.T
         y = self._spike(layer, current)
-        r = y.reshape((self.T, n) + y.shape[1:]).mean(0)[:valid]
+        r = time_mean(y, self.T)[:valid]
         a = np.maximum(z, 0) if layer.cap is None else np.clip(z, 0, layer.cap)
         th = layer.theta.reshape([-1] + [1] * (a.ndim - 2)) if layer.theta.ndim else layer.theta
         return y, r, a, np.minimum(a, th)
@@ -375,10 +390,11 @@ class LayerwiseCalibrator:
         stops = set(self.input_names) | {layer.act for layer in self.layers}
         for i, layer in enumerate(self.layers):
             layer.weight_node = _weight_node(self.folded, layer.pre)
-            outs = [layer.pre] + ([layer.weight_node.input[0]] if layer.weight_node is not None
-                                  and Calibration.WEIGHT in self.steps else [])
-            _, inputs = _extract(self.folded, stops - {layer.act}, outs)
-            segments.append(outs)
+            xin = [layer.weight_node.input[0]] if layer.weight_node is not None \
+                and Calibration.WEIGHT in self.steps else []
+            _, inputs = _extract(self.folded, stops - {layer.act}, [layer.pre] + xin)
+            # a spike train fed to the segment is not asked back from onnxruntime (a copy of T·n rows)
+            segments.append([layer.pre] + [x for x in xin if x not in inputs or x in self.input_names])
             for name in inputs:
                 later_use[name] = i
         n = next(iter(feeds.values())).shape[0]
@@ -467,20 +483,16 @@ class LayerwiseCalibrator:
         seg, inputs = _extract(self.folded, stops - {act}, outs)
         return calibration_session(seg, optimize=True), inputs
 
-    def _feed(self, inputs, feed, store, b, rows):
+    def _feed(self, inputs, feed, store, b, buffers: dict):
+        """The segment's feed for batch ``b``: graph inputs as given, stored spike trains unpacked into
+        ``buffers`` (by name; the previous batch's arrays, which the caller no longer reads)."""
         out = {}
         for name in inputs:
             if name in self.input_names:
                 out[name] = feed[name]
             else:
                 up, down, shape = store[name][b]
-                theta = self._thetas[name]
-                count = int(np.prod(shape))
-                bits = np.unpackbits(up, count=count).reshape(shape)
-                if down is not None:   # bipolar neurons: negative spikes in a second bit plane
-                    bits = bits.view(np.int8) - np.unpackbits(down, count=count).reshape(shape).view(np.int8)
-                th = theta.reshape([-1] + [1] * (len(shape) - 2)) if theta.ndim else theta
-                out[name] = np.multiply(bits, th, dtype=np.float32)  # {−1, 0, 1}·θ in one pass
+                out[name] = buffers[name] = unpack_spikes(up, down, shape, self._thetas[name], buffers.get(name))
         return out
 
     def _calibrate_layer(self, i, layer: _Layer, outs, batches, z_cache, store, stops) -> LayerReport:
@@ -507,8 +519,10 @@ class LayerwiseCalibrator:
         fit = None if w_node is None else _LeastSquares(int(_attr(w_node, "group", 1)) if w_node.op_type == "Conv" else 1)
         kept: dict[int, np.ndarray] = {}
         kept_bytes = first = 0
+        buffers: dict[str, np.ndarray] = {}
         for b, (feed, valid) in enumerate(batches):
-            res = sess.run(outs, self._feed(inputs, feed, store, b, valid))
+            fed = self._feed(inputs, feed, store, b, buffers)
+            res = sess.run(outs, fed)
             current = res[0]
             if fit is None and kept_bytes + current.nbytes <= self.keep_bytes:
                 kept[b] = current
@@ -516,7 +530,8 @@ class LayerwiseCalibrator:
             z = z_cache[b][0]
             _, r, a, ca = self._simulate(layer, current, z, valid)
             errors.add(r, a, ca, valid)
-            if fit is not None and not self._add_fit_rows(fit, w_node, current, res[1], z, valid, first):
+            xin = res[1] if len(res) > 1 else fed[w_node.input[0]] if w_node is not None else None
+            if fit is not None and not self._add_fit_rows(fit, w_node, current, xin, z, valid, first):
                 fit = None
                 report.notes.append("WC skipped (unsupported layer form)")
             first += valid
@@ -527,19 +542,18 @@ class LayerwiseCalibrator:
     def _add_fit_rows(self, fit: _LeastSquares, node, current, xin, z, valid: int, first: int) -> bool:
         """Add the rows of the batch starting at sample ``first`` to the fit: time-averaged inputs X̄ against z − z̄ (False: the layer's
         form is not supported)."""
-        n = current.shape[0] // self.T
-        zbar = current.reshape((self.T, n) + current.shape[1:]).mean(0)[:valid]
-        xbar = xin.reshape((self.T, n) + xin.shape[1:]).mean(0)[:valid]
+        zbar = time_mean(current, self.T)[:valid]
+        xbar = time_mean(xin, self.T)[:valid]
         X, R = self._design(node, xbar, z - zbar)
         if X is None:
             return False
-        fit.add(X, R, valid, first)
+        fit.add_grouped(X, R, valid, first)
         return True
 
     def _calibrate_weights(self, layer: _Layer, fit: _LeastSquares, errors: _OutputErrors,
                            report: LayerReport) -> None:
         """WC: apply the ridge solution ΔW and take the current change it makes off the error sums."""
-        params, positions = fit.gram.shape[1], fit.per_position.shape[0]
+        params, positions = fit.gram.shape[1], fit.per_position.shape[2]
         if errors.samples * positions < params:
             need = -(-params // positions)
             log.warning("weight calibration of layer '%s' fits %d weights per output from %d rows (%d samples x "
@@ -549,8 +563,8 @@ class LayerwiseCalibrator:
             report.notes.append(f"WC underdetermined: at least {need} samples needed")
         dW, report.wc_before, report.wc_after = fit.solve()
         self._apply_weights(layer.weight_node, dW)
-        shift = np.einsum("pgk,gko->pgo", fit.per_position, dW)               # Σ_n of the current change
-        shift_n = shift.reshape(shift.shape[0], -1).T.reshape(errors.per_neuron.shape)
+        shift = np.einsum("gkp,gko->gop", fit.per_position, dW)               # Σ_n of the current change
+        shift_n = shift.reshape(-1, positions).reshape(errors.per_neuron.shape)
         errors.per_neuron = errors.per_neuron - shift_n
         errors.per_channel = errors.per_channel - shift_n.reshape(shift_n.shape[0], -1).sum(1)
 
@@ -589,30 +603,34 @@ class LayerwiseCalibrator:
             sess, inputs = self._segment_session([layer.pre], stops, layer.act)
         floor_after = 0.0
         store[layer.act] = HeldList(self._budget)
+        buffers: dict[str, np.ndarray] = {}
         for b, (feed, valid) in enumerate(batches):
             if b in kept:
                 current = kept.pop(b)
                 if shift is not None:
                     current += shift
             else:
-                current = sess.run([layer.pre], self._feed(inputs, feed, store, b, valid))[0]
+                current = sess.run([layer.pre], self._feed(inputs, feed, store, b, buffers))[0]
             y, r, _, ca = self._simulate(layer, current, z_cache[b][0], valid)
             floor_after += _sq(ca - r)
-            down = np.packbits(y < 0) if self.neuron.signed else None
-            store[layer.act].append(np.packbits(y > 0), down, y.shape)
+            up, down = pack(y, self.neuron.signed)
+            store[layer.act].append(up, down, y.shape)
         return floor_after
 
     def _design(self, node, xin, residual):
-        """Rows X (inputs) and R (current residuals) of the layer's least-squares fit."""
+        """Rows of the layer's least-squares fit in :meth:`_LeastSquares.add_grouped`'s layout: inputs X
+        [G, K, rows] and current residuals R [G, rows, Cout/G], float64 (None, None: not supported)."""
         w = numpy_helper.to_array(self.inits[node.input[1]])
         if node.op_type == "Conv":
-            X = _im2col(xin.astype(np.float32), node, w.shape)
+            G = int(_attr(node, "group", 1))
+            X = _im2col(xin.astype(np.float32), node, w.shape, G)
             if X is None or residual.ndim != 4:
                 return None, None
-            R = residual.transpose(0, 2, 3, 1).reshape(-1, residual.shape[1])
-            return X, R.astype(np.float32)
+            n, c = residual.shape[:2]
+            R = residual.reshape(n, G, c // G, -1).transpose(1, 0, 3, 2).reshape(G, -1, c // G)
+            return X, R.astype(np.float64)
         if node.op_type == "Gemm" and xin.ndim == 2 and not _attr(node, "transA", 0):
-            return xin.astype(np.float32), residual.astype(np.float32)
+            return xin.T[None].astype(np.float64), residual[None].astype(np.float64)
         return None, None
 
     def _bias_name(self, node) -> str | None:
