@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "onnx2snn"
 
 # Layers, lowest first: a module may import only from its own layer or lower ones.
 LAYERS = [
-    {"_version", "errors", "_library", "_progress", "io", "methods", "config", "data", "metadata"},
+    {"_version", "errors", "_library", "_progress", "io", "methods", "config", "data", "metadata", "sizes"},
     {"core"},
     {"passes"},
     {"calibration", "neurons", "snn"},

@@ -227,7 +227,7 @@ def test_a_tiny_memory_limit_chooses_smaller_batches_with_the_same_result(mnist,
     with caplog.at_level(logging.WARNING):
         small = onnx2snn.convert(model, calib, ConvertConfig(**cfg, max_memory=24 << 20))
     said = [r.getMessage() for r in caplog.records if "layer-wise calibration ran batches of" in r.getMessage()]
-    assert said and "--max-memory 24 MiB" in said[0]
+    assert said and "--max-memory 24.0 MiB" in said[0]
     assert not [r for r in caplog.records if "on the first" in r.getMessage()]  # all 64 samples are held
     stats = [r.getMessage() for r in caplog.records if "activation statistics ran batches of" in r.getMessage()]
     assert stats and 1 <= int(stats[0].split("batches of ")[1].split()[0]) < 64, stats

@@ -6,7 +6,8 @@ import onnx2snn
 from conftest import MODELS
 from onnx2snn.cli.main import main
 from onnx2snn.errors import ConfigError
-from onnx2snn.runtime.memory import MemoryEstimate, batch_for_memory, estimate, parse_size
+from onnx2snn.runtime.memory import MemoryEstimate, batch_for_memory, estimate
+from onnx2snn.sizes import parse_size
 
 
 @pytest.mark.parametrize("text, value", [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("2GB", 2 * 10**9),

@@ -67,7 +67,8 @@ from ..passes.activations import activation_nodes, relu_cap
 from ..snn.time_axis import AddTimeAxisPass
 from .collect import calibration_session
 from .rows import pack, time_mean, unpack_spikes
-from .spill import Budget, HeldList, disk_free, size_text
+from ..sizes import format_size
+from .spill import Budget, HeldList, disk_free
 
 log = logging.getLogger(__name__)
 RIDGE = 1e-2
@@ -420,8 +421,8 @@ class LayerwiseCalibrator:
             else:
                 log.warning("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
                             "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
-                            "up to %s more in a temporary file in %s", size_text(per_sample), self.T,
-                            size_text(self._budget.left), size_text(to_disk), tempfile.gettempdir())
+                            "up to %s more in a temporary file in %s", format_size(per_sample), self.T,
+                            format_size(self._budget.left), format_size(to_disk), tempfile.gettempdir())
         if keep < n:
             feeds = {k: v[:keep] for k, v in feeds.items()}
         self.samples = keep
@@ -441,7 +442,7 @@ class LayerwiseCalibrator:
                 bar.update()
         if self._budget.peak_disk:
             log.warning("layer-wise calibration wrote %s to its temporary files (at most %s at once)",
-                        size_text(self._budget.spilled), size_text(self._budget.peak_disk))
+                        format_size(self._budget.spilled), format_size(self._budget.peak_disk))
         return self.ann, {layer.act: layer.v0 for layer in self.layers}, reports
 
     def held_per_sample(self, later_use: dict[str, int]) -> int:

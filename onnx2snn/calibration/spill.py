@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import CalibrationError
+from ..sizes import format_size
 
 
 @dataclass
@@ -39,11 +40,6 @@ class _OnDisk:
     offset: int
     dtype: np.dtype
     shape: tuple
-
-
-def size_text(n: int) -> str:
-    """Bytes for a log line (``runtime.memory.format_size`` sits above calibration in the layering)."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
 def disk_free() -> int:
@@ -81,7 +77,7 @@ class HeldList:
             problem = exc.strerror or str(exc)
         if problem is not None:
             raise CalibrationError(
-                f"layer-wise calibration could not write {size_text(data.nbytes)} to its temporary file in "
+                f"layer-wise calibration could not write {format_size(data.nbytes)} to its temporary file in "
                 f"{tempfile.gettempdir()} ({problem}): free disk there, set TMPDIR to a directory "
                 "with room, or raise --max-memory so that more stays in memory")
         handle = _OnDisk(self._size, data.dtype, data.shape)

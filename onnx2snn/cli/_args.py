@@ -5,7 +5,7 @@ import argparse
 
 from ..config import ConvertConfig, ThresholdSpec
 from ..errors import ConfigError
-from ..runtime.memory import parse_size
+from ..sizes import parse_size
 
 
 def positive_int(text: str) -> int:

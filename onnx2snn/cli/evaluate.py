@@ -5,7 +5,8 @@ import json
 import os
 import sys
 
-from ..runtime.memory import DEFAULT_MAX_MEMORY, format_size
+from ..runtime.memory import DEFAULT_MAX_MEMORY
+from ..sizes import format_size
 from ..runtime.providers import PROVIDERS
 from ._args import add_ray_options, memory_size, positive_int
 

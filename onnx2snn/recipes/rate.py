@@ -35,14 +35,11 @@ from ..passes.activations import activation_names, activation_nodes
 from ..passes.canonicalize import canonicalize
 from ..passes.quantizers import quantizers_from_metadata
 from ..runtime.memory import DEFAULT_MAX_MEMORY, statistics_batch
+from ..sizes import format_size
 from ..snn import AddTimeAxisPass, HoistTimeInvariantPass, ReadoutPass, SpikeActivationsPass
 from .base import Built, Parameters, Recipe, neuron_layers
 
 log = logging.getLogger(__name__)
-
-
-def _size(n: int) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def fold_time(graph, timesteps: int) -> None:
@@ -95,7 +92,7 @@ class RateRecipe(Recipe):
         batch = config.batch_size if fixed else statistics_batch(ann, config.batch_size, config.max_memory, n)
         if batch < min(config.batch_size, n):
             log.warning("activation statistics ran batches of %d samples (--batch-size %d) to stay under "
-                        "--max-memory %s", batch, config.batch_size, _size(config.max_memory or DEFAULT_MAX_MEMORY))
+                        "--max-memory %s", batch, config.batch_size, format_size(config.max_memory or DEFAULT_MAX_MEMORY))
         reader = ArrayDataReader(feeds, batch, fixed)
         if config.ray is None:
             stats = collect_statistics(ann, names, reader, channel_wise=config.channel_wise, progress=progress)
@@ -120,7 +117,7 @@ class RateRecipe(Recipe):
             log.warning("layer-wise calibration ran batches of %d samples (%d rows at T = %d; --batch-size %d) "
                         "to stay under --max-memory %s; pass-A currents kept up to %s", calibrator.batch_size,
                         calibrator.batch_size * T, T, config.batch_size,
-                        _size(calibrator.max_memory), _size(calibrator.keep_bytes))
+                        format_size(calibrator.max_memory), format_size(calibrator.keep_bytes))
         return Parameters(calibrated, thresholds, v_init, tuple(reports))
 
     def build(self, params: Parameters, config: ConvertConfig) -> Built:

@@ -20,39 +20,17 @@ arena's rounding (``benchmarks/memory_check.py`` measures peak RSS against it).
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
 
 from ..errors import ConfigError
+from ..sizes import format_size
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-          "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 DEFAULT_MAX_MEMORY = 4 * 1024**3
 AUTO_BATCH_CAP = 256  # beyond this, a larger batch gains onnxruntime on CPU little
 ORT_MAX_TENSOR = 2**32  # bytes: onnxruntime refuses a larger tensor (e.g. Tile's output)
-
-
-def parse_size(text: str) -> int:
-    """``4GiB``, ``512MiB``, ``2G``, ``1000000`` → bytes."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
-    unit = match.group(2).lower() if match else None
-    if match is None or unit not in _UNITS:
-        raise ConfigError(f"memory size '{text}' is not understood; write e.g. 4GiB, 512MiB or 2GB")
-    value = int(float(match.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise ConfigError(f"memory size '{text}' must be positive")
-    return value
-
-
-def format_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 @dataclass(frozen=True)
