@@ -147,25 +147,28 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def face_match(ann_out, snn_out, priors):
-    """(ANN faces, of them found by the SNN, SNN boxes not matching an ANN face, mean |score err|, mean |box err|)."""
-    found = total = extra = 0
+    """(ANN faces, of them found by the SNN, of the missed those the ANN scores below 0.75, SNN boxes not matching
+    an ANN face, mean |score err|, mean |box err|)."""
+    found = total = extra = border = 0
     score_err, box_err = [], []
     for (sa, ba), (ss, bs) in zip(ann_out, snn_out):
-        fa, _ = decode(sa, ba, priors)
+        fa, score_a = decode(sa, ba, priors)
         fs, _ = decode(ss, bs, priors)
         faces_a = sa[:, 1] > 0.7
         score_err += list(np.abs(sa[faces_a, 1] - ss[faces_a, 1]))
         box_err += list(np.abs(ba[faces_a] - bs[faces_a]).mean(axis=1))
         matched = set()
-        for box in fa:
+        for box, score in zip(fa, score_a):
             hits = np.nonzero(iou(box, fs) >= 0.5)[0] if len(fs) else []
             hits = [h for h in hits if h not in matched]
             if hits:
                 matched.add(hits[0])
                 found += 1
+            elif score < 0.75:
+                border += 1
         total += len(fa)
         extra += len(fs) - len(matched)
-    return total, found, extra, float(np.mean(score_err)) if score_err else 0.0, \
+    return total, found, border, extra, float(np.mean(score_err)) if score_err else 0.0, \
         float(np.mean(box_err)) if box_err else 0.0
 
 
@@ -208,8 +211,8 @@ def detect(ann_path: Path, snn_path: Path, x: np.ndarray):
     name = ann.get_inputs()[0].name
     a = [tuple(o[0] for o in ann.run(["scores", "boxes"], {name: x[i:i + 1]})) for i in range(len(x))]
     s = [tuple(o[0] for o in snn.run(["scores", "boxes"], {name: x[i:i + 1]})) for i in range(len(x))]
-    total, found, extra, serr, berr = face_match(a, s, ultraface_priors())
-    return {"faces": f"{found}/{total}", "extra": extra, "|score err|": serr, "|box err|": berr}
+    total, found, border, extra, serr, berr = face_match(a, s, ultraface_priors())
+    return {"faces": f"{found}/{total}", "missed, ANN score < 0.75": border, "extra": extra, "|score err|": serr, "|box err|": berr}
 
 
 def main() -> None:
