@@ -4,13 +4,18 @@ from __future__ import annotations
 import time
 
 
-def best(fn, repeat: int) -> float:
-    """Seconds of the fastest of ``repeat`` calls of ``fn``, after one warm-up call
-    (page faults, thread pool start)."""
+def times(fn, repeat: int) -> list[float]:
+    """Seconds of each of ``repeat`` calls of ``fn``, after one warm-up call (page faults, thread
+    pool start)."""
     fn()
-    times = []
+    out = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def best(fn, repeat: int) -> float:
+    """Seconds of the fastest of ``repeat`` calls of ``fn`` (after a warm-up call)."""
+    return min(times(fn, repeat))

@@ -16,25 +16,20 @@ import argparse
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _timing import times  # noqa: E402  (the script's folder is on sys.path)
 from onnx2snn.calibration import rows  # noqa: E402
-from onnx2snn.calibration.layerwise import _LeastSquares  # noqa: E402
+from onnx2snn.calibration.layerwise import _im2col, _LeastSquares  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(times(fn, repeat))
 
 
 def serial(fn):
@@ -53,16 +48,6 @@ def im2col_rows_first(x: np.ndarray) -> np.ndarray:
     n, c, h, w = x.shape
     win = np.lib.stride_tricks.sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(-1, c * 9)
-
-
-def im2col_grouped(x: np.ndarray) -> np.ndarray:
-    """The same patches as [C, 9, positions] float64 in one strided copy (the layout it reads now)."""
-    n, c, h, w = x.shape
-    win = np.lib.stride_tricks.sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
-    win = win.transpose(1, 4, 5, 0, 2, 3)
-    out = np.empty(win.shape, np.float64)
-    np.copyto(out, win)
-    return out.reshape(c, 9, -1)
 
 
 def main() -> None:
@@ -104,9 +89,12 @@ def main() -> None:
         fit.add(im2col_rows_first(xbar), resid.transpose(0, 2, 3, 1).reshape(-1, 144), 1, 0)
         return fit
 
-    def fit_now():
+    depthwise = onnx.helper.make_node("Conv", ["x", "w"], ["z"], group=144, pads=[1, 1, 1, 1])
+
+    def fit_now():  # the patches as layer-wise calibration builds them
         fit = _LeastSquares(144)
-        fit.add_grouped(im2col_grouped(xbar), resid.reshape(144, -1, 1).astype(np.float64), 1, 0)
+        fit.add_grouped(_im2col(xbar, depthwise, (144, 1, 3, 3), 144), resid.reshape(144, -1, 1).astype(np.float64),
+                        1, 0)
         return fit
 
     np.testing.assert_allclose(fit_now().gram, fit_before().gram, rtol=1e-12)
