@@ -263,6 +263,24 @@ def test_a_memory_limit_below_what_all_samples_hold_spills_them_to_disk(mnist, c
         np.testing.assert_allclose(numpy_helper.to_array(b), numpy_helper.to_array(a), rtol=1e-4, atol=1e-5)
 
 
+def test_the_calibration_data_itself_counts_against_the_memory_limit(mnist, caplog):
+    """What layer-wise calibration keeps in memory is 3/8 of the limit less the calibration data, which
+    is held throughout (doubled by --mirror-calibration): stderr says both figures."""
+    import logging
+
+    from onnx2snn.sizes import format_size
+
+    model, x, _ = mnist
+    cfg = dict(timesteps=8, threshold=ThresholdSpec.parse("mse"), calibrate=("bias",), batch_size=8)
+    limit = 8 << 20
+    with caplog.at_level(logging.INFO):
+        onnx2snn.convert(model, {"input": x[:64]}, ConvertConfig(**cfg, max_memory=limit))
+    said = [r.getMessage() for r in caplog.records if "more in a temporary file" in r.getMessage()]
+    data = x[:64].astype(np.float32).nbytes
+    assert said and f"{format_size(limit * 3 // 8 - data)} in memory (3/8 of --max-memory less the " \
+        f"{format_size(data)} of calibration data)" in said[0], said
+
+
 def test_without_disk_for_the_samples_calibration_uses_the_first_that_fit(mnist, caplog, monkeypatch):
     """No free disk in the temporary directory: layer-wise calibration uses the first samples that fit
     in memory, and says how many and why."""

@@ -29,7 +29,8 @@ first pass's input currents plus the bias shift while they fit in
 are kept bit-packed (bipolar neurons: a second bit plane for the negative
 spikes) and only while a later layer still needs them. What is held across
 batches (those spike trains and one layer's ANN pre-activations) stays in memory
-up to 3/8 of ``max_memory``; the rest goes to an anonymous temporary file
+up to 3/8 of ``max_memory`` less the calibration data itself (which is held
+throughout); the rest goes to an anonymous temporary file
 (``spill.py``), so every calibration sample is used whatever the limit.
 
 The passes over T·n-row tensors (unpacking, time means, packing) are :mod:`.rows`'s, split
@@ -404,7 +405,8 @@ class LayerwiseCalibrator:
             log.info("layer-wise calibration on the first %d of %d samples (%d sample-steps at T = %d)",
                      keep, n, self.sample_steps, self.T)
         per_sample = self.held_per_sample(later_use)
-        self._budget = Budget(self.max_memory * 3 // 8)
+        data_bytes = sum(v.nbytes for v in feeds.values())   # held by the caller throughout
+        self._budget = Budget(max(0, self.max_memory * 3 // 8 - data_bytes))
         to_disk = per_sample * keep - self._budget.left
         if to_disk > 0:
             free = disk_free()
@@ -420,9 +422,10 @@ class LayerwiseCalibrator:
                             self.max_memory / 2**30, free / 2**30, tempfile.gettempdir())
             else:
                 log.warning("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
-                            "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory), "
-                            "up to %s more in a temporary file in %s", format_size(per_sample), self.T,
-                            format_size(self._budget.left), format_size(to_disk), tempfile.gettempdir())
+                            "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory less "
+                            "the %s of calibration data), up to %s more in a temporary file in %s", format_size(per_sample),
+                            self.T, format_size(self._budget.left), format_size(data_bytes), format_size(to_disk),
+                            tempfile.gettempdir())
         if keep < n:
             feeds = {k: v[:keep] for k, v in feeds.items()}
         self.samples = keep
