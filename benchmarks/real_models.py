@@ -228,6 +228,9 @@ def main() -> None:
                          "held-out set for comparing calibration set sizes")
     ap.add_argument("--calib-cifar", type=int, default=1024)
     ap.add_argument("--test-cifar", type=int, default=2000)
+    ap.add_argument("--calib-mirror", action="store_true",
+                    help="calibrate on the calibration images followed by their left-right mirror images (twice "
+                         "the samples; calibration reads no labels): an experiment, not a convert option")
     ap.add_argument("--no-score", action="store_true", help="only convert (memory and time)")
     ap.add_argument("--logs", type=Path, default=None,
                     help="write each convert's output there (with --flags '--report': the per-layer errors)")
@@ -248,6 +251,8 @@ def main() -> None:
             else:
                 xc = xt = faces()
                 yt, held = None, 0
+            if args.calib_mirror:
+                xc = np.concatenate([xc, xc[..., ::-1]])   # NCHW: the last axis is the width
             ann = onnx.load(str(model))
             cal = tmp / f"{name}_cal.npz"
             np.savez(cal, **{ann.graph.input[0].name: xc})

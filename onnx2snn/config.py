@@ -111,7 +111,6 @@ class ConvertConfig:
     max_memory: int | None = None  # bytes one sample of the SNN may take (None: runtime.memory's 4 GiB)
     ray: str | None = None  # the statistics phase on a Ray cluster: "local", "auto" or HOST:PORT (None: here)
     ray_actors: int | None = None  # Ray actors of that phase (None: one per CPU of the cluster)
-    mirror_calibration: bool = False  # also calibrate on each image mirrored left-right (calibration/mirror.py)
 
     def __post_init__(self):
         if isinstance(self.timesteps, bool) or not isinstance(self.timesteps, int) or self.timesteps < 1:
@@ -126,8 +125,6 @@ class ConvertConfig:
         if self.ray_actors is not None and (self.ray is None or isinstance(self.ray_actors, bool)
                                             or not isinstance(self.ray_actors, int) or self.ray_actors < 1):
             raise ConfigError(f"ray_actors must be an integer >= 1 and needs ray, got {self.ray_actors!r}")
-        if not isinstance(self.mirror_calibration, bool):
-            raise ConfigError(f"mirror_calibration must be True or False, got {self.mirror_calibration!r}")
         if not isinstance(self.threshold, ThresholdSpec):
             raise ConfigError("threshold must be a ThresholdSpec (use ThresholdSpec.parse('max'))")
         object.__setattr__(self, "reset", Reset(self.reset))
@@ -185,7 +182,7 @@ def default_config(timesteps: int, *, data: bool, **options) -> ConvertConfig:
     (benchmarks/real_models.py); where its bipolar neuron is not available (``form`` streaming or
     portable, ``reset`` zero) the same thresholds and calibration with IF neurons. Without data: the plain
     defaults, which convert a quantized ANN losslessly (a float ANN needs data; recipes say so).
-    ``options`` are the non-method fields (form, reset, batch_size, max_memory, mirror_calibration).
+    ``options`` are the non-method fields (form, reset, batch_size, max_memory).
     """
     bad = [k for k in options if k in METHOD_FIELDS or k == "timesteps"]
     if bad:

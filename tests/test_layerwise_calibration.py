@@ -265,7 +265,7 @@ def test_a_memory_limit_below_what_all_samples_hold_spills_them_to_disk(mnist, c
 
 def test_the_calibration_data_itself_counts_against_the_memory_limit(mnist, caplog):
     """What layer-wise calibration keeps in memory is 3/8 of the limit less the calibration data, which
-    is held throughout (doubled by --mirror-calibration): stderr says both figures."""
+    is held throughout: stderr says both figures."""
     import logging
 
     from onnx2snn.sizes import format_size

@@ -19,10 +19,6 @@ def add_parser(sub, parents) -> None:
     c.add_argument("--calibration-data", default=None,
                    help=".npz with arrays keyed by input name (any one array for a single input); "
                         "needed unless every activation is quantized (BIF neurons)")
-    c.add_argument("--mirror-calibration", action="store_true",
-                   help="also calibrate on every calibration image mirrored left-right: twice the samples, "
-                        "which a small calibration set needs most (benchmarks/README.md). Only for photos: a "
-                        "mirror changes what a spectrogram, a digit or text means")
     c.add_argument("--timesteps", "-T", type=positive_int, required=True, help="number of time steps T >= 1")
     c.add_argument("--threshold", type=threshold, default=None,
                    help="threshold balancing: max, percentile:P of the positive activations, mse "
@@ -72,8 +68,7 @@ def run(args) -> int:
     check_output_path(args.output, args.model, *([args.calibration_data] if args.calibration_data else []))
     given = {k: getattr(args, k) for k in METHOD_FIELDS if getattr(args, k) is not None}
     common = dict(timesteps=args.timesteps, reset=Reset(args.reset), batch_size=args.batch_size,
-                  form=Form(args.form), max_memory=args.max_memory, ray=args.ray, ray_actors=args.ray_actors,
-                  mirror_calibration=args.mirror_calibration)
+                  form=Form(args.form), max_memory=args.max_memory, ray=args.ray, ray_actors=args.ray_actors)
     default = False
     if args.preset:
         config = preset_config(args.preset, **common, **given)
@@ -102,9 +97,8 @@ def run(args) -> int:
     op = result.neuron_op
     steps = ",".join(c.value for c in config.calibrate) or "none"
     print(f"wrote {args.output}: {neurons} {op} layer(s), T={config.timesteps}, threshold {config.threshold}"
-          f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}"
-          f"{' (images and their mirror images)' if config.mirror_calibration else ''}, {config.form.value} form, "
-          f"{time.perf_counter() - start:.1f}s"
+          f"{' channel-wise' if config.channel_wise else ''}, v_init {config.v_init.value}, calibration {steps}, "
+          f"{config.form.value} form, {time.perf_counter() - start:.1f}s"
           f"{pipeline_note(config) if default else ''}")
     meta = metadata.read(result.model)
     if meta.latency_steps is not None:

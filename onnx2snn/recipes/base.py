@@ -17,7 +17,6 @@ not modified.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
@@ -26,18 +25,14 @@ import onnx
 
 from .. import metadata, methods
 from . import verify
-from ..calibration.mirror import mirrored
 from ..config import ConvertConfig, Form
-from ..data import calibration_feeds
-from ..errors import ConfigError, ConversionError
+from ..errors import ConversionError
 from ..snn import analog_head, analog_tail
 from ..core.graph import SNN_DOMAIN
 from ..neurons.kinds import NeuronKind
 from ..passes.canonicalize import canonicalize
 from ..snn.readout import RUNNING_SUFFIX
 
-
-log = logging.getLogger(__name__)
 
 NEURON_OPS = ("IFNeuron", "BIFNeuron", "TSNeuron", "BIFCount")
 
@@ -90,7 +85,6 @@ class Recipe:
     method: methods.Method
     neuron: NeuronKind  # the neuron that replaces the activations
     splits_tail = True  # the ops after the last layer run once on the averages (snn/analog_tail.py)
-    uses_data = False   # whether calibrate() reads the calibration data
 
     @property
     def neuron_op(self) -> str:
@@ -116,26 +110,12 @@ class Recipe:
                 ann: onnx.ModelProto | None = None) -> ConversionResult:
         """All steps; ``ann``: this recipe's ``prepare(model)`` when the caller has it already."""
         ann = self.prepare(model, config) if ann is None else ann
-        if config.mirror_calibration:
-            data = self._mirrored(data, ann)
         body, head, tail = self._split(ann, config)
         body_data = head.feeds(data, ann) if head is not None and data is not None else data
         self.validate(body, config, body_data)
         params = self.calibrate(body, body_data, config, progress)
         params = replace(params, source=model)
         return self.finish(ann, params, config, sample=verify.sample_feeds(data), parts=(head, tail))
-
-    def _mirrored(self, data, ann: onnx.ModelProto) -> dict:
-        """The calibration samples and their mirror images (``mirror_calibration``; calibration/mirror.py)."""
-        if data is None:
-            raise ConfigError("--mirror-calibration mirrors calibration images: give --calibration-data")
-        if not self.uses_data:
-            raise ConfigError(f"--mirror-calibration: the {self.method.value} conversion calibrates nothing on "
-                              "data (it is lossless); leave the flag out")
-        feeds = mirrored(calibration_feeds(data, ann), ann)
-        n = len(next(iter(feeds.values())))
-        log.info("calibrating on %d samples: the %d given and their mirror images", n, n // 2)
-        return feeds
 
     def _split(self, ann: onnx.ModelProto, config: ConvertConfig):
         """(the ANN without its input-side head and the ops after its last layer, the head or None,

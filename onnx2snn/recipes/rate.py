@@ -53,7 +53,6 @@ class RateRecipe(Recipe):
     """IF neurons, thresholds calibrated on data (rate coding)."""
 
     method = methods.Method.RATE
-    uses_data = True
     neuron = kinds.IF
 
     def validate(self, ann: onnx.ModelProto, config: ConvertConfig, data) -> None:
