@@ -8,6 +8,9 @@ Usage (from the repository root)::
     python models/make_smnist_qrnn.py --permuted ...               # PS-MNIST, export models/psmnist_qrnn.onnx
     python models/make_smnist_qrnn.py [--permuted] --export-only   # export the saved checkpoint again
     python models/make_smnist_qrnn.py --init models/smnist_qrnn.onnx --minutes 60   # continue training the shipped model
+    python models/make_smnist_qrnn.py --permuted --lam 100 --warmup-frac 1 ...     # a plain-ReLU float warm-up only
+    python models/make_smnist_qrnn.py --permuted --resume out/psmnist_qrnn.last.pt --lam-at-switch mse ...
+                                                                                   # go on from a saved checkpoint
 
 The 784 pixels of an image (row by row, x = image/255; for ``--permuted`` in the fixed order
 ``np.random.RandomState(--perm-seed).permutation(784)``) are fed one at a time into a stack of
@@ -282,6 +285,37 @@ class QIndRNN(nn.Module):
 
 
 @torch.no_grad()
+def lam_from_data(model: QIndRNN, x: torch.Tensor, how: str, use_cpp: bool) -> None:
+    """λ of each layer, in order, from its hidden states on ``x`` with the layers below already
+    quantized: ``how`` = a percentile P of the positive float states, or ``mse``: the λ of 100
+    candidates (max·k/100) whose quantized recurrence is closest to the float one (squared error)."""
+    was = [layer.bn.training for layer in model.layers]
+    for layer in model.layers:
+        layer.bn.eval()
+    h = x.t().unsqueeze(2).contiguous()
+    lams = []
+    for layer in model.layers:
+        target = layer(h, 0, use_cpp)
+        top = float(target.max())
+        if top <= 0:
+            lam = float(layer.lam)
+        elif how == "mse":
+            errs = {}
+            for k in range(1, 101):
+                layer.lam.fill_(top * k / 100)
+                errs[top * k / 100] = float(((layer(h, model.levels, use_cpp) - target) ** 2).mean())
+            lam = min(errs, key=errs.get)
+        else:
+            lam = float(np.percentile(target[target > 0].numpy(), float(how)))
+        layer.lam.fill_(max(lam, 1e-2))
+        lams.append(lam)
+        h = layer(h, model.levels, use_cpp)   # the next layer sees this one quantized
+    for layer, t in zip(model.layers, was):
+        layer.bn.train(t)
+    print(f"  λ from the hidden states ({how}): {', '.join(f'{v:.3f}' for v in lams)}", flush=True)
+
+
+@torch.no_grad()
 def accuracy(model, x, y, quantized, use_cpp, bs=1000) -> float:
     model.eval()
     return sum(int((model(x[i:i + bs], quantized, use_cpp).argmax(1) == y[i:i + bs]).sum())
@@ -450,6 +484,12 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=16, help="quantization levels L (a power of two)")
     ap.add_argument("--lam", type=float, default=4.0, help="initial λ")
     ap.add_argument("--epochs", type=int, default=1000, help="at most this many epochs")
+    ap.add_argument("--lam-at-switch", default=None, metavar="P|mse",
+                    help="when quantization starts, set each layer's λ (in order, the layers below quantized) "
+                         "from its hidden states on 8 training batches: the P-th percentile of the positive "
+                         "float states, or mse: the λ whose quantized recurrence is closest to the float one "
+                         "(for a float warm-up with a large --lam, i.e. a plain ReLU: the clip at a small λ "
+                         "stalls PS-MNIST's float warm-up)")
     ap.add_argument("--warmup-frac", type=float, default=0.3,
                     help="float warm-up: the batches before this fraction of the time budget")
     ap.add_argument("--bn-freeze-frac", type=float, default=0.1,
@@ -469,7 +509,12 @@ def main() -> None:
     ap.add_argument("--init", type=Path, default=None,
                     help="continue training from a model this script exported (e.g. the shipped one): "
                          "quantized and with frozen BatchNorm from the first batch")
+    ap.add_argument("--resume", type=Path, default=None,
+                    help="start from the weights (and BatchNorm statistics) of a checkpoint this script saved "
+                         "(e.g. out/psmnist_qrnn.last.pt); the schedule given here runs from its start")
     args = ap.parse_args()
+    if args.resume and (args.init or args.export_only):
+        ap.error("--resume starts from a checkpoint: not with --init or --export-only")
     if args.init and args.export_only:
         ap.error("--init trains from a model; --export-only exports --checkpoint without training: give one")
     name = "psmnist_qrnn" if args.permuted else "smnist_qrnn"
@@ -507,6 +552,10 @@ def main() -> None:
         info = saved["info"]
     else:
         init_val = None
+        if args.resume:
+            model.load_state_dict(torch.load(args.resume)["model"])
+            print(f"resumed from {args.resume}: validation accuracy (float) "
+                  f"{accuracy(model, x_va, y_va, False, use_cpp):.4f}", flush=True)
         if args.init:
             load_onnx_weights(model, args.init, perm)
             args.warmup_frac = args.bn_freeze_frac = 0.0
@@ -541,6 +590,8 @@ def main() -> None:
                     print(f"  BatchNorm statistics frozen (batch {n_batches})", flush=True)
                 if not quantized and progress >= args.warmup_frac:
                     quantized = True
+                    if args.lam_at_switch is not None:
+                        lam_from_data(model, x_tr[perm_b[:8 * args.batch_size]], args.lam_at_switch, use_cpp)
                     print(f"  quantization-aware training from batch {n_batches} on", flush=True)
                 if frozen:  # the running statistics normalise, as in the exported model
                     for layer in model.layers:
