@@ -212,7 +212,8 @@ def detect(ann_path: Path, snn_path: Path, x: np.ndarray):
     a = [tuple(o[0] for o in ann.run(["scores", "boxes"], {name: x[i:i + 1]})) for i in range(len(x))]
     s = [tuple(o[0] for o in snn.run(["scores", "boxes"], {name: x[i:i + 1]})) for i in range(len(x))]
     total, found, border, extra, serr, berr = face_match(a, s, ultraface_priors())
-    return {"faces": f"{found}/{total}", "missed, ANN score < 0.75": border, "extra": extra, "|score err|": serr, "|box err|": berr}
+    return {"faces": f"{found}/{total}", "missed, ANN score < 0.75": border, "extra": extra, "|score err|": serr,
+            "|box err|": berr}
 
 
 def main() -> None:

@@ -484,7 +484,17 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=16, help="quantization levels L (a power of two)")
     ap.add_argument("--lam", type=float, default=4.0, help="initial λ")
     ap.add_argument("--epochs", type=int, default=1000, help="at most this many epochs")
-    ap.add_argument("--lam-at-switch", default=None, metavar="P|mse",
+    def lam_rule(text: str) -> str:
+        """``mse`` or a percentile in (0, 100]."""
+        try:
+            ok = text == "mse" or 0 < float(text) <= 100
+        except ValueError:
+            ok = False
+        if not ok:
+            raise argparse.ArgumentTypeError(f"'{text}' is neither mse nor a percentile in (0, 100]")
+        return text
+
+    ap.add_argument("--lam-at-switch", type=lam_rule, default=None, metavar="P|mse",
                     help="when quantization starts, set each layer's λ (in order, the layers below quantized) "
                          "from its hidden states on 8 training batches: the P-th percentile of the positive "
                          "float states, or mse: the λ whose quantized recurrence is closest to the float one "
@@ -553,6 +563,8 @@ def main() -> None:
     else:
         init_val = None
         if args.resume:
+            if not args.resume.is_file():
+                raise SystemExit(f"--resume {args.resume}: no such file")
             model.load_state_dict(torch.load(args.resume)["model"])
             print(f"resumed from {args.resume}: validation accuracy (float) "
                   f"{accuracy(model, x_va, y_va, False, use_cpp):.4f}", flush=True)

@@ -417,15 +417,15 @@ class LayerwiseCalibrator:
                 log.warning("layer-wise calibration on the first %d of %d samples: what it holds for all of them "
                             "(bit-packed spike trains of the layers still read, one layer's ANN pre-activations: "
                             "%.1f MiB per sample at T = %d) is over the 3/8 of --max-memory %.1f GiB its simulation "
-                            "leaves plus half the %.1f GiB free in the temporary directory %s; raise --max-memory "
-                            "or free disk (TMPDIR) to use more", keep, n, per_sample / 2**20, self.T,
+                            "leaves (less the calibration data) plus half the %.1f GiB free in the temporary "
+                            "directory %s; raise --max-memory or free disk (TMPDIR) to use more", keep, n, per_sample / 2**20, self.T,
                             self.max_memory / 2**30, free / 2**30, tempfile.gettempdir())
             else:
                 log.warning("layer-wise calibration holds up to %s per sample at T = %d (bit-packed spike "
                             "trains, one layer's ANN pre-activations): %s in memory (3/8 of --max-memory less "
-                            "the %s of calibration data), up to %s more in a temporary file in %s", format_size(per_sample),
-                            self.T, format_size(self._budget.left), format_size(data_bytes), format_size(to_disk),
-                            tempfile.gettempdir())
+                            "the %s of calibration data), up to %s more in a temporary file in %s",
+                            format_size(per_sample), self.T, format_size(self._budget.left), format_size(data_bytes),
+                            format_size(to_disk), tempfile.gettempdir())
         if keep < n:
             feeds = {k: v[:keep] for k, v in feeds.items()}
         self.samples = keep
