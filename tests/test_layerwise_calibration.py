@@ -88,9 +88,12 @@ def test_calibration_beats_plain_balancing_on_bundled_cnn(mnist):
     acc_cal = onnx2snn.evaluate(better.ann, better.model, {"input": x}, y, 250).snn_top1[T]
     assert acc_cal > acc_plain + 1.0, (acc_plain, acc_cal)
     reports = better.layer_reports
-    assert len(reports) == 3
+    assert [r.output for r in reports] == [False, False, False, True]   # three neuron layers, the logits Gemm
     # weight calibration lowers its objective wherever it has something to fit
-    assert all(r.wc_after <= r.wc_before + 1e-9 for r in reports)
+    assert all(r.wc_after <= r.wc_before + 1e-9 for r in reports[:3])
+    # 256 samples are too few for the logits Gemm's 1,568 weights + bias per output
+    assert reports[3].notes == ["output layer not fitted: 256 rows for 1569 weights per output "
+                                "(it needs 10 rows per weight)"]
     assert any(r.floor_after < r.floor_before for r in reports)
 
 

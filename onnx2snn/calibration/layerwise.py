@@ -43,6 +43,15 @@ thresholds were set on all of it before).
 The neuron simulated is the one the SNN will use: ``IFNeuron`` or, for
 ``--neuron bif`` on a float ANN, ``BIFNeuron`` with levels = T.
 
+With WC the analog output layers are fitted too: each last Conv/Gemm on a path from a neuron layer
+to a graph output with no neuron between (a classifier, a detection head). The readout averages
+their output over time, and a Conv/Gemm is affine in its input, so the mean output the SNN reads
+out is W·X̄ + b exactly: the same ridge fit to the ANN's value of that output is here the true
+objective, not a proxy through a threshold. Nothing downstream corrects what it fits to the
+calibration samples' noise, so an output layer is fitted only from at least
+``OUTPUT_ROWS_PER_WEIGHT`` rows (samples × positions) per weight of an output; otherwise it is left
+as it is and the report says why.
+
 The per-layer error report follows the 2022 paper's decomposition:
 clipping error E[(a − clip(a, 0, θ))²] and flooring error
 E[(clip(a, 0, θ) − r̄)²] before and after the layer's calibration, both
@@ -78,6 +87,7 @@ WC_MIN_POSITIONS = 64  # positions per sample the weight fit keeps whatever the 
 SAMPLE_STEPS = 32768  # samples × T simulated per layer: all of 1,024 up to T = 32, the first 512 at T = 64
 KEEP_BYTES = 4 << 30  # pass-A input currents kept for pass B (beyond this they are recomputed)
 MAX_MEMORY = 4 << 30  # the default bound on what a layer's simulation holds (convert --max-memory)
+OUTPUT_ROWS_PER_WEIGHT = 10  # an analog output layer's fit needs this many rows per weight of an output
 WORKING_COPIES = 8  # T·n-row tensors alive per batch of a layer: input spikes, current, spikes, temporaries
 
 
@@ -91,6 +101,7 @@ class LayerReport:
     wc_before: float = float("nan")
     wc_after: float = float("nan")
     notes: list[str] = field(default_factory=list)
+    output: bool = False   # an analog output layer (its WC only: no neuron, no θ)
 
 
 @dataclass
@@ -270,6 +281,36 @@ def _weight_node(model: onnx.ModelProto, pre: str) -> onnx.NodeProto | None:
     return None
 
 
+def output_layers(model: onnx.ModelProto, neuron_outputs: set[str]) -> list[onnx.NodeProto]:
+    """The analog output layers: walking back from each graph output through nodes that are not
+    neuron layers, the first Conv/Gemm met on each path whose weights are constant and used by it
+    alone and whose input depends on a neuron layer's output, in graph order."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    uses: dict[str, int] = {}
+    spiking = set(neuron_outputs)   # tensors computed from a neuron layer's output
+    for n in model.graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+        if any(i in spiking for i in n.input):
+            spiking.update(n.output)
+    found, seen, stack = {}, set(), [o.name for o in model.graph.output]
+    while stack:
+        name = stack.pop()
+        node = producers.get(name)
+        if name in seen or name in neuron_outputs or node is None:
+            continue
+        seen.add(name)
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+            if node.input[0] in spiking and uses.get(node.input[1]) == 1 and \
+                    (len(node.input) < 3 or uses.get(node.input[2]) == 1):
+                found[id(node)] = node
+            continue
+        stack.extend(node.input)
+    order = {id(n): i for i, n in enumerate(model.graph.node)}
+    return sorted(found.values(), key=lambda n: order[id(n)])
+
+
 def _attr(node, name, default):
     for a in node.attribute:
         if a.name == name:
@@ -399,6 +440,17 @@ class LayerwiseCalibrator:
             segments.append([layer.pre] + [x for x in xin if x not in inputs or x in self.input_names])
             for name in inputs:
                 later_use[name] = i
+        outputs = []   # (analog output layer, what its segment returns), fitted after the neuron layers
+        if Calibration.WEIGHT in self.steps:
+            ann_tensors = {o for n in self.ann.graph.node for o in n.output}
+            for node in output_layers(self.folded, {layer.act for layer in self.layers}):
+                if node.output[0] not in ann_tensors:
+                    continue
+                _, inputs = _extract(self.folded, stops, [node.output[0], node.input[0]])
+                outputs.append((node, [node.output[0]] + [x for x in node.input[:1]
+                                                          if x not in inputs or x in self.input_names]))
+                for name in inputs:
+                    later_use[name] = len(self.layers)
         n = next(iter(feeds.values())).shape[0]
         keep = min(n, max(1, self.sample_steps // self.T))
         if keep < n:
@@ -435,14 +487,19 @@ class LayerwiseCalibrator:
         self._ann0.CopyFrom(self.ann)
         store: dict[str, HeldList] = {}
         reports = []
-        with Progress(len(self.layers), "calibrating layers", enabled=progress) as bar:
+        with Progress(len(self.layers) + len(outputs), "calibrating layers", enabled=progress) as bar:
             for i, layer in enumerate(self.layers):
-                z_cache = self._pre_activations(layer, batches)  # this layer's only
+                z_cache = self._pre_activations(layer.pre, batches)  # this layer's only
                 reports.append(self._calibrate_layer(i, layer, segments[i], batches, z_cache, store, stops))
                 z_cache.close()
                 for name in [n for n in store if later_use.get(n, -1) <= i]:
                     store.pop(name).close()
                 bar.update()
+            for node, outs in outputs:
+                reports.append(self._calibrate_output(node, outs, batches, store, stops))
+                bar.update()
+            for name in list(store):
+                store.pop(name).close()
         if self._budget.peak_disk:
             log.warning("layer-wise calibration wrote %s to its temporary files (at most %s at once)",
                         format_size(self._budget.spilled), format_size(self._budget.peak_disk))
@@ -472,16 +529,89 @@ class LayerwiseCalibrator:
         per_sample = WORKING_COPIES * self.T * max(1, per_row)
         return max(1, min(requested, (self.max_memory // 2) // per_sample))  # the rest: kept currents, spikes
 
-    def _pre_activations(self, layer: _Layer, batches) -> HeldList:
-        """The ANN's pre-activation z of ``layer`` for every batch (``held[b][0]``), from the part of the ANN that
-        computes it (onnxruntime runs every node of a session whatever outputs are asked for, so the
-        whole ANN per layer cost L full passes; the prefixes cost about L/2)."""
-        prefix, inputs = _extract(self._ann0, {i.name for i in self._ann0.graph.input}, [layer.pre])
+    def _pre_activations(self, pre: str, batches) -> HeldList:
+        """The ANN's value of the tensor ``pre`` (a layer's pre-activation z) for every batch (``held[b][0]``),
+        from the part of the ANN that computes it (onnxruntime runs every node of a session whatever outputs
+        are asked for, so the whole ANN per layer cost L full passes; the prefixes cost about L/2)."""
+        prefix, inputs = _extract(self._ann0, {i.name for i in self._ann0.graph.input}, [pre])
         sess = calibration_session(prefix, optimize=True)
         out = HeldList(self._budget)
         for feed, valid in batches:
-            out.append(sess.run([layer.pre], {n: feed[n] for n in inputs})[0][:valid])
+            out.append(sess.run([pre], {n: feed[n] for n in inputs})[0][:valid])
         return out
+
+    def _output_fit_size(self, node) -> tuple[int, int] | None:
+        """(rows the fit of output layer ``node`` gets: samples × output positions, weights per output
+        with the bias), None where the shapes are not known."""
+        w = numpy_helper.to_array(self.inits[node.input[1]])
+        numel = self._numels[0].get(node.output[0])
+        if numel is None:
+            return None
+        if node.op_type == "Conv":   # W [Cout, Cin/G, kh, kw]
+            outputs, weights = w.shape[0], int(np.prod(w.shape[1:]))
+        else:                        # B [K, N], or [N, K] with transB
+            weights, outputs = w.shape[::-1] if _attr(node, "transB", 0) else w.shape
+        return self.samples * numel // outputs, weights + 1
+
+    def _calibrate_output(self, node, outs, batches, store, stops) -> LayerReport:
+        """WC of an analog output layer: the ridge fit of its weights and bias to the ANN's output, from
+        its SNN time-averaged input, when the data has OUTPUT_ROWS_PER_WEIGHT rows per weight."""
+        report = LayerReport(node.output[0], float("nan"), output=True)
+        size = self._output_fit_size(node)
+        if size is not None and size[0] < OUTPUT_ROWS_PER_WEIGHT * size[1]:
+            report.notes.append(f"output layer not fitted: {size[0]} rows for {size[1]} weights per output "
+                                f"(it needs {OUTPUT_ROWS_PER_WEIGHT} rows per weight)")
+            log.info("weight calibration of output layer '%s': %s", node.output[0], report.notes[-1])
+            return report
+        z_cache = self._pre_activations(node.output[0], batches)
+        sess, inputs = self._segment_session(outs, stops, None)
+        fit = _LeastSquares(int(_attr(node, "group", 1)) if node.op_type == "Conv" else 1)
+        buffers: dict[str, np.ndarray] = {}
+        first = 0
+        for b, (feed, valid) in enumerate(batches):
+            fed = self._feed(inputs, feed, store, b, buffers)
+            res = sess.run(outs, fed)
+            xin = res[1] if len(res) > 1 else fed[node.input[0]]
+            if not self._add_fit_rows(fit, node, res[0], xin, z_cache[b][0], valid, first):
+                report.notes.append("WC skipped (unsupported layer form)")
+                z_cache.close()
+                return report
+            first += valid
+        z_cache.close()
+        rows, params = float(fit.rows[0, -1]), fit.gram.shape[1]
+        if rows < OUTPUT_ROWS_PER_WEIGHT * params:
+            report.notes.append(f"output layer not fitted: {rows:.0f} rows for {params} weights per output "
+                                f"(it needs {OUTPUT_ROWS_PER_WEIGHT} rows per weight)")
+            return report
+        bias = self._bias_name(node)
+        per_output = fit.cross.shape[0] * fit.cross.shape[2]   # groups × outputs per group
+        if bias is not None and numpy_helper.to_array(self.inits[bias]).size not in (1, per_output):
+            report.notes.append("WC skipped (a bias that is not per output)")
+            return report
+        self._ensure_bias(node)
+        dW, report.wc_before, report.wc_after = fit.solve()
+        self._apply_weights(node, dW)
+        return report
+
+    def _ensure_bias(self, node) -> None:
+        """Give a Conv/Gemm without a bias a zero one (in the calibrated ANN and the folded copy), so
+        that the fit's bias row has somewhere to go."""
+        if self._bias_name(node) is not None:
+            return
+        w = numpy_helper.to_array(self.inits[node.input[1]])
+        count = w.shape[0] if node.op_type == "Conv" else w.shape[0 if _attr(node, "transB", 0) else 1]
+        taken = {i.name for i in self.ann.graph.initializer} | {o for n in self.ann.graph.node for o in n.output}
+        name, k = node.input[1] + "_bias", 0
+        while name in taken:
+            k += 1
+            name = f"{node.input[1]}_bias_{k}"
+        for model in (self.ann, self.folded):
+            model.graph.initializer.append(numpy_helper.from_array(np.zeros(count, np.float32), name))
+            for n in model.graph.node:
+                if n.op_type == node.op_type and list(n.output) == list(node.output):
+                    del n.input[2:]
+                    n.input.append(name)
+        self.inits = {i.name: i for i in self.folded.graph.initializer}
 
     def _segment_session(self, outs, stops, act):
         seg, inputs = _extract(self.folded, stops - {act}, outs)

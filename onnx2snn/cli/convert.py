@@ -123,6 +123,9 @@ def print_layer_report(reports) -> None:
     print(f"{'layer':<40} {'mean θ':>8} {'clip err':>9} {'floor before':>13} {'floor after':>12} {'WC objective':>22}")
     for r in reports:
         wc = "" if r.wc_before != r.wc_before else f"{r.wc_before:.4g} -> {r.wc_after:.4g}"
+        if r.output:   # an analog output layer: its weight fit only
+            print(f"{r.name[-40:]:<40} {'analog output (no neuron)':>45} {wc or '; '.join(r.notes):>22}")
+            continue
         print(f"{r.name[-40:]:<40} {r.theta_mean:8.3f} {r.clip_err:9.4f} {r.floor_before:13.4f} "
               f"{r.floor_after:12.4f} {wc:>22}")
     print("errors relative to E[a²]: clip = E[(a − clip(a,0,θ))²], floor = E[(clip(a,0,θ) − r̄)²]")
