@@ -1,5 +1,6 @@
 """Weight calibration of the analog output layers (the last Conv/Gemm before each graph output)."""
 import numpy as np
+import onnx
 import onnx.helper as oh
 import pytest
 from onnx import numpy_helper
@@ -83,3 +84,12 @@ def test_an_output_layer_without_a_bias_gets_one():
     assert np.any(init(result.model, fc.input[2]) != 0)
     out = onnx2snn.InferenceSession(result.model).run(["y"], data(8, seed=5))[0]
     assert out.shape == (8, 3) and np.all(np.isfinite(out))
+
+
+def test_a_neuron_layers_pre_activation_as_graph_output_is_fitted_once():
+    """The depthwise Conv's output is also a graph output: it is fitted as the neuron layer it feeds,
+    not a second time as an output layer; the Gemm is still the one output layer."""
+    model = depthwise_model()
+    model.graph.output.append(oh.make_tensor_value_info("c2", onnx.TensorProto.FLOAT, ["N", 4, 8, 8]))
+    result = onnx2snn.convert(model, data(64), CFG)
+    assert [(r.name, r.output) for r in result.layer_reports] == [("a1", False), ("a2", False), ("y", True)]

@@ -281,10 +281,13 @@ def _weight_node(model: onnx.ModelProto, pre: str) -> onnx.NodeProto | None:
     return None
 
 
-def output_layers(model: onnx.ModelProto, neuron_outputs: set[str]) -> list[onnx.NodeProto]:
+def output_layers(model: onnx.ModelProto, neuron_outputs: set[str],
+                  neuron_inputs: set[str] = frozenset()) -> list[onnx.NodeProto]:
     """The analog output layers: walking back from each graph output through nodes that are not
     neuron layers, the first Conv/Gemm met on each path whose weights are constant and used by it
-    alone and whose input depends on a neuron layer's output, in graph order."""
+    alone and whose input depends on a neuron layer's output, in graph order. A path ends at a
+    tensor of ``neuron_inputs`` (a neuron layer's pre-activation, also a graph output: fitted as
+    that layer's, not again)."""
     producers = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name for i in model.graph.initializer}
     uses: dict[str, int] = {}
@@ -298,7 +301,7 @@ def output_layers(model: onnx.ModelProto, neuron_outputs: set[str]) -> list[onnx
     while stack:
         name = stack.pop()
         node = producers.get(name)
-        if name in seen or name in neuron_outputs or node is None:
+        if name in seen or name in neuron_outputs or name in neuron_inputs or node is None:
             continue
         seen.add(name)
         if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
@@ -443,7 +446,8 @@ class LayerwiseCalibrator:
         outputs = []   # (analog output layer, what its segment returns), fitted after the neuron layers
         if Calibration.WEIGHT in self.steps:
             ann_tensors = {o for n in self.ann.graph.node for o in n.output}
-            for node in output_layers(self.folded, {layer.act for layer in self.layers}):
+            for node in output_layers(self.folded, {layer.act for layer in self.layers},
+                                      {layer.pre for layer in self.layers}):
                 if node.output[0] not in ann_tensors:
                     continue
                 _, inputs = _extract(self.folded, stops, [node.output[0], node.input[0]])
