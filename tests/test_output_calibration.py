@@ -93,3 +93,62 @@ def test_a_neuron_layers_pre_activation_as_graph_output_is_fitted_once():
     model.graph.output.append(oh.make_tensor_value_info("c2", onnx.TensorProto.FLOAT, ["N", 4, 8, 8]))
     result = onnx2snn.convert(model, data(64), CFG)
     assert [(r.name, r.output) for r in result.layer_reports] == [("a1", False), ("a2", False), ("y", True)]
+
+
+def matmul_mlp():
+    """The dense layers as skl2onnx and tf2onnx write them: MatMul by a constant, then Add of the bias;
+    the last MatMul has no Add."""
+    rng = np.random.default_rng(3)
+    nodes = [oh.make_node("MatMul", ["x", "w1"], ["m1"]), oh.make_node("Add", ["m1", "b1"], ["c1"]),
+             oh.make_node("Relu", ["c1"], ["a1"]),
+             oh.make_node("MatMul", ["a1", "w2"], ["m2"]), oh.make_node("Add", ["b2", "m2"], ["c2"]),
+             oh.make_node("Relu", ["c2"], ["a2"]),
+             oh.make_node("MatMul", ["a2", "w3"], ["y"], name="last")]
+    inits = {"w1": rng.normal(0, 0.5, (16, 8)).astype(np.float32), "b1": np.full(8, 0.1, np.float32),
+             "w2": rng.normal(0, 0.5, (8, 8)).astype(np.float32), "b2": np.full((1, 8), 0.1, np.float32),
+             "w3": rng.normal(0, 0.5, (8, 3)).astype(np.float32)}
+    return make_model(nodes, [("x", ["N", 16])], [("y", ["N", 3])], inits)
+
+
+def test_matmul_add_layers_get_weight_and_bias_calibration():
+    """A hidden MatMul + Add is fitted like a Gemm (its bias in the Add); the last MatMul, 128 samples for
+    8 weights + bias, gets an Add of a fitted bias; the SNN's output comes closer to the ANN's."""
+    feeds = {"x": np.random.default_rng(4).uniform(0, 1, (128, 16)).astype(np.float32)}
+    cfg = ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max"), calibrate=("weight", "bias"))
+    result = onnx2snn.convert(matmul_mlp(), feeds, cfg)
+    first, second, last = result.layer_reports
+    assert first.notes == ["no WC: the layer reads the analog input, its mean current is the ANN's"]
+    assert not second.notes and second.wc_after < second.wc_before
+    assert last.output and not last.notes and last.wc_after < last.wc_before
+    assert not np.array_equal(init(result.model, "b2"), np.full(8, 0.1, np.float32))   # BC went into the Add
+    adds = [n for n in result.model.graph.node if n.op_type == "Add" and any(i.startswith("y") for i in n.input)]
+    assert len(adds) == 1 and np.any(init(result.model, adds[0].input[1]) != 0)
+    ann = onnx2snn.InferenceSession(matmul_mlp()).run(["y"], feeds)[0]
+    plain = onnx2snn.convert(matmul_mlp(), feeds, ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max")))
+    err = [np.mean((onnx2snn.InferenceSession(r.model).run(["y"], feeds)[0] - ann) ** 2) for r in (result, plain)]
+    assert err[0] < err[1], err
+
+
+def test_a_rank_3_matmul_gets_wc_and_its_bias_calibration_goes_into_the_initial_potential():
+    """[N, 8, 8] @ W [8, 8] + b [8] (a dense layer over a sequence, as torch exports Linear on [N, S, C]):
+    WC fits one row per sample and position; the per-channel error runs along axis 1, the bias along the
+    last, so BC is the initial potential (here both axes have 8 entries). The first neuron layer reads the graph input itself (its current: the input tiled over the
+    time steps)."""
+    rng = np.random.default_rng(5)
+    nodes = [oh.make_node("Relu", ["x"], ["a0"]), oh.make_node("MatMul", ["a0", "w"], ["m"]),
+             oh.make_node("Add", ["m", "b"], ["c"]), oh.make_node("Relu", ["c"], ["y"])]
+    model = make_model(nodes, [("x", ["N", 8, 8])], [("y", ["N", 8, 8])],
+                       {"w": rng.normal(0, 0.5, (8, 8)).astype(np.float32), "b": np.full(8, 0.1, np.float32)})
+    feeds = {"x": rng.uniform(-1, 1, (32, 8, 8)).astype(np.float32)}
+    cfg = ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max"), calibrate=("weight", "bias"))
+    result = onnx2snn.convert(model, feeds, cfg)
+    report = result.layer_reports[1]
+    assert report.notes == ["BC applied as initial potential (no bias to shift)"]
+    assert report.wc_after < report.wc_before
+    wc_only = onnx2snn.convert(model, feeds, ConvertConfig(timesteps=4, threshold=ThresholdSpec.parse("max"),
+                                                           calibrate=("weight",)))
+    assert not np.array_equal(init(result.model, "b"), np.full(8, 0.1, np.float32))   # WC's bias row
+    # BC as initial potential, from the error WC leaves, brings the output closer still
+    ann = onnx2snn.InferenceSession(model).run(["y"], feeds)[0]
+    err = [np.mean((onnx2snn.InferenceSession(r.model).run(["y"], feeds)[0] - ann) ** 2) for r in (result, wc_only)]
+    assert err[0] < err[1], err

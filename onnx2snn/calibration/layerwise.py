@@ -7,12 +7,15 @@ spike trains as input. For layer l with ANN pre-activation z, ANN activation
 a = clip(z, 0, cap) and SNN time-averaged output r̄ = (1/T)·Σ_t y_t:
 
 - weight calibration (WC), first: the layer's weights W (Conv over im2col
-  patches, or Gemm rows) and bias get the ridge solution
+  patches, Gemm rows, or a MatMul by a constant matrix over the rows of every
+  leading position, its bias in the Add after it) and bias get the ridge solution
       ΔW = argmin ‖X̄·ΔW − (z − z̄)‖² + λ‖ΔW‖²,   λ = 1e-2 · mean diag(X̄ᵀX̄)
   where X̄ is the SNN's time-averaged input of the layer and z̄ the SNN's
   time-averaged input current: the mean current the SNN feeds the neuron is
   fitted to the ANN's pre-activation z, correcting what the upstream spike
-  trains distort. The objective before and after is reported per layer;
+  trains distort. The objective before and after is reported per layer. A
+  layer that reads the analog input alone (no neuron upstream) is not fitted:
+  its mean current is the ANN's;
 - bias calibration (BC): b_c += e_c = mean_{n,pos}(a − r̄ − X̄ΔW) per channel c
   (the output error WC did not already remove);
 - potential calibration (PC): v0 += T·k·(mean_n(a − r̄ − X̄ΔW) − e_c) per neuron
@@ -44,7 +47,7 @@ The neuron simulated is the one the SNN will use: ``IFNeuron`` or, for
 ``--neuron bif`` on a float ANN, ``BIFNeuron`` with levels = T.
 
 With WC the analog output layers are fitted too: each last Conv/Gemm on a path from a neuron layer
-to a graph output with no neuron between (a classifier, a detection head). The readout averages
+to a graph output with no neuron between (a classifier, a detection head; a MatMul too). The readout averages
 their output over time, and a Conv/Gemm is affine in its input, so the mean output the SNN reads
 out is W·X̄ + b exactly: the same ridge fit to the ANN's value of that output is here the true
 objective, not a proxy through a threshold. Nothing downstream corrects what it fits to the
@@ -112,6 +115,8 @@ class _Layer:
     theta: np.ndarray
     v0: np.ndarray      # broadcastable to one sample [C, ...]
     weight_node: onnx.NodeProto | None = None
+    current: str = ""   # its input current in the time-folded graph: ``pre``, or the tiled graph input
+    analog_input: bool = False   # its weight layer reads the analog input alone (no spike upstream)
 
 
 def _sq(x: np.ndarray) -> float:
@@ -262,41 +267,57 @@ def _extract(model: onnx.ModelProto, stops: set[str], outputs: list[str]) -> tup
     return seg, sorted(inputs)
 
 
+def _is_weight_layer(node: onnx.NodeProto, inits: dict) -> bool:
+    """A Conv/Gemm with a constant weight, or a MatMul of an activation by a constant 2-D matrix (the
+    form skl2onnx, tf2onnx and torch's exporters give a dense layer, its bias in an Add after it)."""
+    if node.op_type in ("Conv", "Gemm"):
+        return len(node.input) > 1 and node.input[1] in inits
+    return node.op_type == "MatMul" and node.input[1] in inits and node.input[0] not in inits \
+        and len(inits[node.input[1]].dims) == 2
+
+
 def _weight_node(model: onnx.ModelProto, pre: str) -> onnx.NodeProto | None:
-    """The Conv/Gemm whose output feeds the current ``pre`` directly or through Add."""
+    """The Conv/Gemm/MatMul whose output feeds the current ``pre`` directly or through Add."""
     producers = {o: n for n in model.graph.node for o in n.output}
     consumers: dict[str, int] = {}
     for n in model.graph.node:
         for i in n.input:
             consumers[i] = consumers.get(i, 0) + 1
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name: i for i in model.graph.initializer}
     node = producers.get(pre)
     candidates = [node] if node is not None and node.op_type != "Add" else \
         [producers.get(i) for i in node.input] if node is not None else []
     for cand in candidates:
         if cand is None or consumers.get(cand.output[0], 0) != 1:
             continue
-        if cand.op_type in ("Conv", "Gemm") and len(cand.input) > 1 and cand.input[1] in inits:
+        if _is_weight_layer(cand, inits):
             return cand
     return None
+
+
+def spiking_tensors(model: onnx.ModelProto, neuron_outputs: set[str]) -> set[str]:
+    """The tensors computed from a neuron layer's output (the others carry the analog input alone)."""
+    spiking = set(neuron_outputs)
+    for n in model.graph.node:   # graph order is topological
+        if any(i in spiking for i in n.input):
+            spiking.update(n.output)
+    return spiking
 
 
 def output_layers(model: onnx.ModelProto, neuron_outputs: set[str],
                   neuron_inputs: set[str] = frozenset()) -> list[onnx.NodeProto]:
     """The analog output layers: walking back from each graph output through nodes that are not
-    neuron layers, the first Conv/Gemm met on each path whose weights are constant and used by it
+    neuron layers, the first Conv/Gemm/MatMul met on each path whose weights are constant and used by it
     alone and whose input depends on a neuron layer's output, in graph order. A path ends at a
     tensor of ``neuron_inputs`` (a neuron layer's pre-activation, also a graph output: fitted as
     that layer's, not again)."""
     producers = {o: n for n in model.graph.node for o in n.output}
-    inits = {i.name for i in model.graph.initializer}
+    inits = {i.name: i for i in model.graph.initializer}
     uses: dict[str, int] = {}
-    spiking = set(neuron_outputs)   # tensors computed from a neuron layer's output
     for n in model.graph.node:
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
-        if any(i in spiking for i in n.input):
-            spiking.update(n.output)
+    spiking = spiking_tensors(model, neuron_outputs)
     found, seen, stack = {}, set(), [o.name for o in model.graph.output]
     while stack:
         name = stack.pop()
@@ -304,7 +325,7 @@ def output_layers(model: onnx.ModelProto, neuron_outputs: set[str],
         if name in seen or name in neuron_outputs or name in neuron_inputs or node is None:
             continue
         seen.add(name)
-        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1 and node.input[1] in inits:
+        if _is_weight_layer(node, inits):
             if node.input[0] in spiking and uses.get(node.input[1]) == 1 and \
                     (len(node.input) < 3 or uses.get(node.input[2]) == 1):
                 found[id(node)] = node
@@ -400,6 +421,9 @@ class LayerwiseCalibrator:
             act, pre = node.outputs[0].name, node.inputs[0].name
             self.layers.append(_Layer(act, pre, relu_cap(node)[1], np.asarray(thresholds[act], np.float32),
                                       np.asarray(v0.get(act, 0.0), np.float32)))
+        reads = {n.output[0]: n.input[0] for n in self.folded.graph.node if n.output and n.input}
+        for layer in self.layers:   # a neuron layer on a graph input reads it tiled over time
+            layer.current = reads.get(layer.act, layer.pre)
         self._thetas = {layer.act: layer.theta for layer in self.layers}  # what a stored spike train is worth
         self._neuron_session = self._make_neuron_session()
         self._numels = sample_numels(self.ann)  # the shapes the memory bounds read (calibration keeps them)
@@ -434,20 +458,23 @@ class LayerwiseCalibrator:
         later_use = {}
         segments = []
         stops = set(self.input_names) | {layer.act for layer in self.layers}
+        spiking = spiking_tensors(self.folded, {layer.act for layer in self.layers})
         for i, layer in enumerate(self.layers):
-            layer.weight_node = _weight_node(self.folded, layer.pre)
-            xin = [layer.weight_node.input[0]] if layer.weight_node is not None \
+            layer.weight_node = _weight_node(self.folded, layer.current)
+            # a weight layer on the analog input alone: its mean current is the ANN's, nothing for WC to fit
+            layer.analog_input = layer.weight_node is not None and layer.weight_node.input[0] not in spiking
+            xin = [layer.weight_node.input[0]] if layer.weight_node is not None and not layer.analog_input \
                 and Calibration.WEIGHT in self.steps else []
-            _, inputs = _extract(self.folded, stops - {layer.act}, [layer.pre] + xin)
+            _, inputs = _extract(self.folded, stops - {layer.act}, [layer.current] + xin)
             # a spike train fed to the segment is not asked back from onnxruntime (a copy of T·n rows)
-            segments.append([layer.pre] + [x for x in xin if x not in inputs or x in self.input_names])
+            segments.append([layer.current] + [x for x in xin if x not in inputs or x in self.input_names])
             for name in inputs:
                 later_use[name] = i
         outputs = []   # (analog output layer, what its segment returns), fitted after the neuron layers
         if Calibration.WEIGHT in self.steps:
             ann_tensors = {o for n in self.ann.graph.node for o in n.output}
             for node in output_layers(self.folded, {layer.act for layer in self.layers},
-                                      {layer.pre for layer in self.layers}):
+                                      {layer.current for layer in self.layers}):
                 if node.output[0] not in ann_tensors:
                     continue
                 _, inputs = _extract(self.folded, stops, [node.output[0], node.input[0]])
@@ -553,7 +580,7 @@ class LayerwiseCalibrator:
             return None
         if node.op_type == "Conv":   # W [Cout, Cin/G, kh, kw]
             outputs, weights = w.shape[0], int(np.prod(w.shape[1:]))
-        else:                        # B [K, N], or [N, K] with transB
+        else:                        # B [K, N], or [N, K] with transB (MatMul: B [K, N])
             weights, outputs = w.shape[::-1] if _attr(node, "transB", 0) else w.shape
         return self.samples * numel // outputs, weights + 1
 
@@ -599,11 +626,14 @@ class LayerwiseCalibrator:
 
     def _ensure_bias(self, node) -> None:
         """Give a Conv/Gemm without a bias a zero one (in the calibrated ANN and the folded copy), so
-        that the fit's bias row has somewhere to go."""
+        that the fit's bias row has somewhere to go; a MatMul an Add of a zero bias after it."""
         if self._bias_name(node) is not None:
             return
         w = numpy_helper.to_array(self.inits[node.input[1]])
         count = w.shape[0] if node.op_type == "Conv" else w.shape[0 if _attr(node, "transB", 0) else 1]
+        if node.op_type == "MatMul":
+            self._add_bias_node(node, count)
+            return
         taken = {i.name for i in self.ann.graph.initializer} | {o for n in self.ann.graph.node for o in n.output}
         name, k = node.input[1] + "_bias", 0
         while name in taken:
@@ -615,6 +645,28 @@ class LayerwiseCalibrator:
                 if n.op_type == node.op_type and list(n.output) == list(node.output):
                     del n.input[2:]
                     n.input.append(name)
+        self.inits = {i.name: i for i in self.folded.graph.initializer}
+
+    def _add_bias_node(self, node, count: int) -> None:
+        """MatMul → MatMul, Add(zero bias): the MatMul writes a fresh tensor, the Add its old output."""
+        taken = {i.name for i in self.folded.graph.initializer} | \
+            {t for n in self.folded.graph.node for t in list(n.input) + list(n.output)}
+        out = node.output[0]
+        names = []
+        for base in (out + "_matmul", out + "_bias"):
+            name, k = base, 0
+            while name in taken:
+                k += 1
+                name = f"{base}_{k}"
+            taken.add(name)
+            names.append(name)
+        for model in (self.ann, self.folded):
+            model.graph.initializer.append(numpy_helper.from_array(np.zeros(count, np.float32), names[1]))
+            at = next(k for k, n in enumerate(model.graph.node) if n.op_type == "MatMul" and n.output[0] == out)
+            model.graph.node[at].output[0] = names[0]
+            model.graph.node.insert(at + 1, onnx.helper.make_node("Add", [names[0], names[1]], [out],
+                                                                   name=names[0] + "_add"))
+        node.output[0] = names[0]
         self.inits = {i.name: i for i in self.folded.graph.initializer}
 
     def _segment_session(self, outs, stops, act):
@@ -652,7 +704,9 @@ class LayerwiseCalibrator:
         (None when the layer has no supported form); without it, the currents that fit in
         ``keep_bytes`` are kept for pass B, by batch index."""
         sess, inputs = self._segment_session(outs, stops, layer.act)
-        w_node = layer.weight_node if Calibration.WEIGHT in self.steps else None
+        w_node = layer.weight_node if Calibration.WEIGHT in self.steps and not layer.analog_input else None
+        if Calibration.WEIGHT in self.steps and layer.analog_input:
+            report.notes.append("no WC: the layer reads the analog input, its mean current is the ANN's")
         errors = _OutputErrors()
         fit = None if w_node is None else _LeastSquares(int(_attr(w_node, "group", 1)) if w_node.op_type == "Conv" else 1)
         kept: dict[int, np.ndarray] = {}
@@ -702,7 +756,10 @@ class LayerwiseCalibrator:
         dW, report.wc_before, report.wc_after = fit.solve()
         self._apply_weights(layer.weight_node, dW)
         shift = np.einsum("gkp,gko->gop", fit.per_position, dW)               # Σ_n of the current change
-        shift_n = shift.reshape(-1, positions).reshape(errors.per_neuron.shape)
+        if layer.weight_node.op_type == "MatMul":   # its outputs run along the last axis: [..., N]
+            shift_n = shift[0].T.reshape(errors.per_neuron.shape)
+        else:
+            shift_n = shift.reshape(-1, positions).reshape(errors.per_neuron.shape)
         errors.per_neuron = errors.per_neuron - shift_n
         errors.per_channel = errors.per_channel - shift_n.reshape(shift_n.shape[0], -1).sum(1)
 
@@ -713,7 +770,9 @@ class LayerwiseCalibrator:
         if Calibration.BIAS not in self.steps:
             return delta_b, None
         delta_b = (errors.per_channel / errors.channel_terms).astype(np.float32)
-        if self._shift_bias(layer, delta_b):
+        # a MatMul's bias runs along the last axis, the channels here along axis 1: the same for [N, C] alone
+        on_bias = layer.weight_node is None or layer.weight_node.op_type != "MatMul" or errors.per_neuron.ndim == 1
+        if on_bias and self._shift_bias(layer, delta_b):
             return delta_b, delta_b.reshape(errors.channel_shape)
         layer.v0 = layer.v0 + self.T * delta_b.reshape(errors.channel_shape)
         report.notes.append("BC applied as initial potential (no bias to shift)")
@@ -738,7 +797,7 @@ class LayerwiseCalibrator:
         """Pass B: the calibrated spike trains (bit-packed into ``store[layer.act]``) and the flooring
         error after, Σ (clip(a, 0, θ) − r̄)². Kept currents get the bias shift; the others are recomputed."""
         if len(kept) < len(batches):
-            sess, inputs = self._segment_session([layer.pre], stops, layer.act)
+            sess, inputs = self._segment_session([layer.current], stops, layer.act)
         floor_after = 0.0
         store[layer.act] = HeldList(self._budget)
         buffers: dict[str, np.ndarray] = {}
@@ -748,7 +807,7 @@ class LayerwiseCalibrator:
                 if shift is not None:
                     current += shift
             else:
-                current = sess.run([layer.pre], self._feed(inputs, feed, store, b, buffers))[0]
+                current = sess.run([layer.current], self._feed(inputs, feed, store, b, buffers))[0]
             y, r, _, ca = self._simulate(layer, current, z_cache[b][0], valid)
             floor_after += _sq(ca - r)
             up, down = pack(y, self.neuron.signed)
@@ -769,14 +828,29 @@ class LayerwiseCalibrator:
             return X, R.astype(np.float64)
         if node.op_type == "Gemm" and xin.ndim == 2 and not _attr(node, "transA", 0):
             return xin.T[None].astype(np.float64), residual[None].astype(np.float64)
+        if node.op_type == "MatMul" and xin.ndim >= 2 and xin.shape[-1] == w.shape[0]:
+            # [n, ..., K] @ [K, N]: a row per sample and leading position, sample-major
+            X = xin.reshape(-1, w.shape[0]).T[None].astype(np.float64)
+            return X, residual.reshape(-1, w.shape[1])[None].astype(np.float64)
         return None, None
 
     def _bias_name(self, node) -> str | None:
+        """The constant bias of a Conv/Gemm (its third input), of a MatMul the constant of the Add that
+        alone reads its output, with one value per output or one for all and no other use."""
         if node is None:
             return None
-        if len(node.input) > 2 and node.input[2] in self.inits:
-            return node.input[2]
-        return None
+        if node.op_type != "MatMul":
+            return node.input[2] if len(node.input) > 2 and node.input[2] in self.inits else None
+        readers = [n for n in self.folded.graph.node if node.output[0] in n.input]
+        if len(readers) != 1 or readers[0].op_type != "Add":
+            return None
+        other = [i for i in readers[0].input if i != node.output[0]]
+        outputs = numpy_helper.to_array(self.inits[node.input[1]]).shape[1]
+        if len(other) != 1 or other[0] not in self.inits or \
+                int(np.prod(self.inits[other[0]].dims)) not in (1, outputs) or \
+                sum(other[0] in n.input for n in self.folded.graph.node) != 1:
+            return None
+        return other[0]
 
     def _set(self, name: str, value: np.ndarray) -> None:
         for model in (self.ann, self.folded):
