@@ -233,3 +233,38 @@ def test_build_snn_is_checked_on_synthetic_inputs(monkeypatch):
     monkeypatch.setattr(verify, "check_runs", spy)
     onnx2snn.build_snn(result.ann, result.thresholds, config)
     assert seen == {"sample": None, "ran": True}
+
+
+def test_linear_layers_over_a_sequence_are_weight_calibrated(tmp_path):
+    """torch exports nn.Linear on [N, S, C] as MatMul + Add; the default pipeline (layer-wise weight,
+    bias and potential calibration) fits them as dense layers, and the SNN stays close to the ANN."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class FrameMLP(nn.Module):   # a keyword-spotter-like head over 8 frames of 12 features
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+            self.out = nn.Linear(16, 4)
+
+        def forward(self, x):
+            return self.out(self.f(x).mean(1))
+
+    torch.manual_seed(0)
+    net = FrameMLP().eval()
+    xs = np.random.default_rng(1).random((64, 1, 8, 12), dtype=np.float32)
+    ann = _export(torch, net, torch.from_numpy(xs[0]), tmp_path / "ann.onnx")
+    assert [n.op_type for n in ann.graph.node].count("MatMul") == 2   # the two hidden Linear layers
+    name = ann.graph.input[0].name
+    result = onnx2snn.convert(ann, {name: xs[:, 0]}, onnx2snn.config.preset_config("best", timesteps=8))
+    hidden = [r for r in result.layer_reports if not r.output]
+    # BC goes into the initial potential: the bias runs along the last axis, the channels along axis 1
+    bc = "BC applied as initial potential (no bias to shift)"
+    assert hidden[0].notes == ["no WC: the layer reads the analog input, its mean current is the ANN's", bc]
+    assert hidden[1].wc_after < hidden[1].wc_before and hidden[1].notes == [bc]
+    sess = onnx2snn.InferenceSession(result.model)
+    out = ann.graph.output[0].name
+    with torch.no_grad():
+        want = np.concatenate([net(torch.from_numpy(x)).numpy() for x in xs[:16]])
+    got = np.concatenate([sess.run([out], {name: x})[0] for x in xs[:16]])
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max(), np.abs(got - want).max()
