@@ -716,7 +716,10 @@ class LayerwiseCalibrator:
             fed = self._feed(inputs, feed, store, b, buffers)
             res = sess.run(outs, fed)
             current = res[0]
-            if fit is None and kept_bytes + current.nbytes <= self.keep_bytes:
+            # a layer WC skips for its analog input recomputes them as a fitted layer does: they would
+            # cost up to keep_bytes more memory to save one run of a segment on the analog input
+            if fit is None and not (layer.analog_input and Calibration.WEIGHT in self.steps) \
+                    and kept_bytes + current.nbytes <= self.keep_bytes:
                 kept[b] = current
                 kept_bytes += current.nbytes
             z = z_cache[b][0]
