@@ -73,7 +73,7 @@ from onnx import numpy_helper
 
 from .._progress import Progress
 from ..config import Calibration
-from ..core.graph import SNN_DOMAIN, export_graph, import_model
+from ..core.graph import SNN_DOMAIN, NameScope, export_graph, import_model
 from ..data import iter_batches
 from ..neurons.kinds import IF, NeuronKind, kind
 from ..passes.activations import activation_nodes, relu_cap
@@ -588,10 +588,16 @@ class LayerwiseCalibrator:
         """WC of an analog output layer: the ridge fit of its weights and bias to the ANN's output, from
         its SNN time-averaged input, when the data has OUTPUT_ROWS_PER_WEIGHT rows per weight."""
         report = LayerReport(node.output[0], float("nan"), output=True)
-        size = self._output_fit_size(node)
-        if size is not None and size[0] < OUTPUT_ROWS_PER_WEIGHT * size[1]:
-            report.notes.append(f"output layer not fitted: {size[0]} rows for {size[1]} weights per output "
+
+        def too_few(rows: int, params: int) -> bool:
+            if rows >= OUTPUT_ROWS_PER_WEIGHT * params:
+                return False
+            report.notes.append(f"output layer not fitted: {rows} rows for {params} weights per output "
                                 f"(it needs {OUTPUT_ROWS_PER_WEIGHT} rows per weight)")
+            return True
+
+        size = self._output_fit_size(node)
+        if size is not None and too_few(*size):
             log.info("weight calibration of output layer '%s': %s", node.output[0], report.notes[-1])
             return report
         z_cache = self._pre_activations(node.output[0], batches)
@@ -609,10 +615,7 @@ class LayerwiseCalibrator:
                 return report
             first += valid
         z_cache.close()
-        rows, params = float(fit.rows[0, -1]), fit.gram.shape[1]
-        if rows < OUTPUT_ROWS_PER_WEIGHT * params:
-            report.notes.append(f"output layer not fitted: {rows:.0f} rows for {params} weights per output "
-                                f"(it needs {OUTPUT_ROWS_PER_WEIGHT} rows per weight)")
+        if too_few(round(float(fit.rows[0, -1])), fit.gram.shape[1]):
             return report
         bias = self._bias_name(node)
         per_output = fit.cross.shape[0] * fit.cross.shape[2]   # groups × outputs per group
@@ -634,11 +637,7 @@ class LayerwiseCalibrator:
         if node.op_type == "MatMul":
             self._add_bias_node(node, count)
             return
-        taken = {i.name for i in self.ann.graph.initializer} | {o for n in self.ann.graph.node for o in n.output}
-        name, k = node.input[1] + "_bias", 0
-        while name in taken:
-            k += 1
-            name = f"{node.input[1]}_bias_{k}"
+        name = self._names().fresh(node.input[1] + "_bias")
         for model in (self.ann, self.folded):
             model.graph.initializer.append(numpy_helper.from_array(np.zeros(count, np.float32), name))
             for n in model.graph.node:
@@ -647,19 +646,17 @@ class LayerwiseCalibrator:
                     n.input.append(name)
         self.inits = {i.name: i for i in self.folded.graph.initializer}
 
+    def _names(self) -> NameScope:
+        """Names free in both the calibrated ANN and the folded copy (tensors, initializers, nodes)."""
+        return NameScope.of({t for m in (self.ann, self.folded) for n in m.graph.node
+                             for t in [n.name, *n.input, *n.output]}
+                            | {i.name for m in (self.ann, self.folded) for i in m.graph.initializer})
+
     def _add_bias_node(self, node, count: int) -> None:
         """MatMul → MatMul, Add(zero bias): the MatMul writes a fresh tensor, the Add its old output."""
-        taken = {i.name for i in self.folded.graph.initializer} | \
-            {t for n in self.folded.graph.node for t in list(n.input) + list(n.output)}
         out = node.output[0]
-        names = []
-        for base in (out + "_matmul", out + "_bias"):
-            name, k = base, 0
-            while name in taken:
-                k += 1
-                name = f"{base}_{k}"
-            taken.add(name)
-            names.append(name)
+        scope = self._names()
+        names = [scope.fresh(out + "_matmul"), scope.fresh(out + "_bias")]
         for model in (self.ann, self.folded):
             model.graph.initializer.append(numpy_helper.from_array(np.zeros(count, np.float32), names[1]))
             at = next(k for k, n in enumerate(model.graph.node) if n.op_type == "MatMul" and n.output[0] == out)
@@ -704,8 +701,9 @@ class LayerwiseCalibrator:
         (None when the layer has no supported form); without it, the currents that fit in
         ``keep_bytes`` are kept for pass B, by batch index."""
         sess, inputs = self._segment_session(outs, stops, layer.act)
-        w_node = layer.weight_node if Calibration.WEIGHT in self.steps and not layer.analog_input else None
-        if Calibration.WEIGHT in self.steps and layer.analog_input:
+        skip_wc = Calibration.WEIGHT in self.steps and layer.analog_input
+        w_node = layer.weight_node if Calibration.WEIGHT in self.steps and not skip_wc else None
+        if skip_wc:
             report.notes.append("no WC: the layer reads the analog input, its mean current is the ANN's")
         errors = _OutputErrors()
         fit = None if w_node is None else _LeastSquares(int(_attr(w_node, "group", 1)) if w_node.op_type == "Conv" else 1)
@@ -718,8 +716,7 @@ class LayerwiseCalibrator:
             current = res[0]
             # a layer WC skips for its analog input recomputes them as a fitted layer does: they would
             # cost up to keep_bytes more memory to save one run of a segment on the analog input
-            if fit is None and not (layer.analog_input and Calibration.WEIGHT in self.steps) \
-                    and kept_bytes + current.nbytes <= self.keep_bytes:
+            if fit is None and not skip_wc and kept_bytes + current.nbytes <= self.keep_bytes:
                 kept[b] = current
                 kept_bytes += current.nbytes
             z = z_cache[b][0]
